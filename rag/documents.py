@@ -1,0 +1,156 @@
+"""Reading reports: a folder of .txt/.md/.pdf/.docx files, or a corpus.jsonl, -> Documents.
+
+A file that cannot be read is skipped with a warning that names it; the rest are still read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import InputError
+from rag.sections import Section, parse_report
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".txt", ".md", ".pdf", ".docx")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    id: str
+    title: str
+    date: str | None  # ISO: YYYY-MM-DD, YYYY-MM or YYYY
+    diarienummer: str | None
+    text: str
+    sections: tuple[Section, ...]
+    sha256: str  # of the source bytes, so the index can tell what changed
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    source: str
+    reason: str
+
+
+def read_documents(path: Path) -> tuple[list[Document], list[Skipped]]:
+    """All documents under `path` (a folder or a corpus.jsonl), plus the files that were skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"No data at {path}. Point --data at a folder of reports or a corpus.jsonl.")
+    if path.is_file():
+        if path.suffix == ".jsonl":
+            return _read_jsonl(path)
+        raise InputError(f"{path} is a file but not a .jsonl corpus. Pass the folder that holds it.")
+    documents, skipped = [], []
+    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if file.suffix.lower() not in SUFFIXES:
+            skipped.append(Skipped(str(file), f"unsupported file type {file.suffix or '(none)'}"))
+            continue
+        try:
+            documents.append(read_file(file))
+        except InputError as error:
+            skipped.append(Skipped(str(file), str(error)))
+    for item in skipped:
+        log.warning("Skipped %s: %s", item.source, item.reason)
+    return documents, skipped
+
+
+def read_file(file: Path) -> Document:
+    """One report file as a Document. Raises InputError when it cannot be read as text."""
+    data = file.read_bytes()
+    raw = _extract_text(file, data)
+    if not raw.strip():
+        raise InputError(f"{file.name} holds no text.")
+    parsed = parse_report(raw, fallback_title=file.stem)
+    return Document(
+        id=file.name,
+        title=parsed.title,
+        date=parsed.date,
+        diarienummer=parsed.diarienummer,
+        text=parsed.text,
+        sections=parsed.sections,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _extract_text(file: Path, data: bytes) -> str:
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".pdf":
+            return _pdf_text(file)
+        if suffix == ".docx":
+            return _docx_text(file)
+    except Exception as error:  # third-party readers raise many types on damaged files
+        raise InputError(f"{file.name} could not be read as {suffix}: {error}") from error
+    if b"\x00" in data[:8192]:
+        raise InputError(f"{file.name} looks binary, not text. Remove it or save it as .txt.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="strict") if _is_cp1252(data) else _not_utf8(file)
+
+
+def _is_cp1252(data: bytes) -> bool:
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _not_utf8(file: Path) -> str:
+    raise InputError(f"{file.name} is not UTF-8 text. Save it as UTF-8 and index again.")
+
+
+def _pdf_text(file: Path) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() or "" for page in PdfReader(file).pages)
+
+
+def _docx_text(file: Path) -> str:
+    import docx
+
+    lines = []
+    for paragraph in docx.Document(str(file)).paragraphs:
+        style = (paragraph.style.name or "").lower() if paragraph.style else ""
+        # Word's own heading styles become markdown headings, which the layout parser trusts.
+        prefix = "## " if style.startswith(("heading", "rubrik", "title")) else ""
+        lines.append(prefix + paragraph.text)
+    return "\n\n".join(lines)
+
+
+def _read_jsonl(path: Path) -> tuple[list[Document], list[Skipped]]:
+    """A corpus of {"id","title","text"} rows; text is kept verbatim so given offsets stay valid."""
+    documents, skipped = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            doc_id, title, text = str(row["id"]), str(row.get("title") or ""), str(row["text"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            skipped.append(Skipped(f"{path}:{number}", f"not a valid row: {error}"))
+            continue
+        documents.append(_jsonl_document(doc_id, title, text, row))
+    for item in skipped:
+        log.warning("Skipped %s: %s", item.source, item.reason)
+    return documents, skipped
+
+
+def _jsonl_document(doc_id: str, title: str, text: str, row: dict) -> Document:
+    section = Section(title or doc_id, text, 0, len(text))
+    digest = hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return Document(
+        id=doc_id,
+        title=title or doc_id,
+        date=row.get("date"),
+        diarienummer=row.get("diarienummer"),
+        text=text,
+        sections=(section,),
+        sha256=digest,
+    )

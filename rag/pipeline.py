@@ -1,0 +1,93 @@
+"""The assembled pipeline: question -> retrieve -> answer, with the model and index loaded once.
+
+`Assistant` is what the CLI, the API, the UI and the eval share. It notices a rebuilt index (a new
+CURRENT version) and swaps to it between questions; a question in flight keeps the index it started with.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+from rag.answer import Answer, extract_answer
+from rag.embed import Embedder, SentenceTransformerEmbedder
+from rag.errors import InputError, RagError
+from rag.index import Index, current_version, load_index
+from rag.retrieve import Filters, retrieve
+from rag.settings import Settings
+
+
+class Assistant:
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
+        self.settings = settings or Settings.from_env()
+        self.embedder = embedder or SentenceTransformerEmbedder(self.settings)
+        self._index: Index | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> Index:
+        """The live index, reloaded when `rag index` has published a new version."""
+        live = current_version(self.settings.index_dir)
+        if self._index is None or (live is not None and live != self._index.version):
+            with self._lock:
+                if self._index is None or live != self._index.version:
+                    self._index = load_index(self.settings, check=self.embedder.fingerprint())
+        return self._index
+
+    def ask(self, question: str, *, k: int | None = None, filters: Filters | None = None) -> Answer:
+        """Answer one question. Raises InputError for an empty or oversized question."""
+        question = validate_question(question, self.settings)
+        index = self.index  # one version for the whole question
+        began = time.perf_counter()
+        query_vector = self.embedder.encode_queries([question])[0]
+        embedded = time.perf_counter()
+        hits = retrieve(question, query_vector, index, k=max(k or self.settings.k, 10), filters=filters)
+        retrieved = time.perf_counter()
+        answer = extract_answer(question, query_vector, hits, index, self.settings)
+        done = time.perf_counter()
+        timings = {
+            "embed": (embedded - began) * 1000,
+            "retrieve": (retrieved - embedded) * 1000,
+            "answer": (done - retrieved) * 1000,
+            "total": (done - began) * 1000,
+        }
+        return _with_timings(answer, timings)
+
+
+def validate_question(question, settings: Settings) -> str:
+    if not isinstance(question, str):
+        raise InputError("The question must be text.")
+    question = " ".join(question.split())
+    if not question:
+        raise InputError("Skriv en fråga först. (The question is empty.)")
+    if len(question) > settings.max_question_chars:
+        raise InputError(
+            f"Frågan är för lång ({len(question)} tecken); korta den till högst "
+            f"{settings.max_question_chars} tecken."
+        )
+    return question
+
+
+def ask_batch(rows: Iterable[dict], settings: Settings, *, progress: bool = True,
+              assistant: Assistant | None = None) -> Iterator[dict]:  # fmt: skip
+    """One response dict per question row; a bad row gets an `error` instead of stopping the batch."""
+    from tqdm import tqdm
+
+    from rag.response import answer_to_dict, error_to_dict
+
+    assistant = assistant or Assistant(settings)
+    rows = list(rows)
+    for row in tqdm(rows, desc="Frågor", unit="fråga", disable=not progress):
+        try:
+            filters = Filters(**row["filters"]) if isinstance(row.get("filters"), dict) else None
+            answer = assistant.ask(row.get("question", ""), filters=filters)
+            yield {"id": row.get("id"), **answer_to_dict(answer)}
+        except (RagError, TypeError) as error:
+            yield {"id": row.get("id"), **error_to_dict(row.get("question"), error)}
+
+
+def _with_timings(answer: Answer, timings: dict[str, float]) -> Answer:
+    from dataclasses import replace
+
+    return replace(answer, timings_ms={k: round(v, 2) for k, v in timings.items()})

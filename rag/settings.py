@@ -1,0 +1,107 @@
+"""One frozen Settings object. Defaults here, environment (RAG_*) next, call arguments last."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.errors import ConfigError
+
+DEFAULT_MODEL = "embeddinggemma-300m"
+
+
+def _default_cache_dir() -> Path:
+    import platformdirs  # cheap, but only needed when no override is given
+
+    return Path(platformdirs.user_cache_dir("tyreso-rag"))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # where things live
+    data_dir: Path = Path("data")
+    index_dir: Path = Path("index")
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+
+    # embedding model: the alias DEFAULT_MODEL, a sentence-transformers model id, or a local folder
+    model: str = DEFAULT_MODEL
+    embedding_dim: int | None = None  # Matryoshka truncation; None keeps the model's full size
+    batch_size: int = 16
+
+    # chunking, counted in cl100k_base tokens
+    chunk_tokens: int = 200
+    chunk_overlap: int = 40
+
+    # retrieval and answering
+    k: int = 10
+    answer_passages: int = 5
+    max_answer_sentences: int = 3
+    max_answer_words: int = 50
+    abstain_threshold: float = 0.0
+    reranker: str | None = None
+    max_question_chars: int = 2000
+
+    # generation
+    generator: str = "extractive"
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_model: str = "local"
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    llm_timeout_s: float = 120.0
+    llm_context_tokens: int = 3000
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 7860
+    root_path: str = ""
+    mount_path: str = "/"
+    frame_ancestors: str = "'self'"
+    auth_file: Path | None = None
+    sso_header: str | None = None
+    queue_limit: int = 64
+    feedback_log: Path = Path("feedback/feedback.jsonl")
+
+    def replace(self, **overrides) -> Settings:
+        """A copy with some fields changed; `None` values are ignored so CLI flags can pass through."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        return dataclasses.replace(self, **{k: _coerce(self, k, v) for k, v in given.items()})
+
+    @property
+    def model_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        """Defaults, then RAG_<FIELD> environment variables, then keyword overrides."""
+        environ = os.environ if environ is None else environ
+        from_env = {
+            f.name: environ[f"RAG_{f.name.upper()}"]
+            for f in dataclasses.fields(cls)
+            if f"RAG_{f.name.upper()}" in environ
+        }
+        return cls().replace(**from_env).replace(**overrides)
+
+
+def _coerce(settings: Settings, name: str, value):
+    """Turn strings (from env or CLI) into the field's type, with a clear error."""
+    current = getattr(settings, name)
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, Path) or name in {"auth_file", "feedback_log"}:
+            return Path(value)
+        if name == "embedding_dim":
+            return int(value) if value else None
+    except ValueError:
+        raise ConfigError(f"Setting {name}={value!r} is not a valid {type(current).__name__}.") from None
+    return value or None if name in {"reranker", "sso_header"} else value
