@@ -9,11 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
-from rag.answer import Answer, extract_answer
+from rag.answer import Answer
 from rag.embed import Embedder, SentenceTransformerEmbedder
 from rag.errors import InputError, RagError
+from rag.generators import get_generator
 from rag.index import Index, current_version, load_index
+from rag.rerank import rerank
 from rag.retrieve import Filters, retrieve
 from rag.settings import Settings
 
@@ -35,24 +38,45 @@ class Assistant:
                     self._index = load_index(self.settings, check=self.embedder.fingerprint())
         return self._index
 
-    def ask(self, question: str, *, k: int | None = None, filters: Filters | None = None) -> Answer:
+    def ask(self, question: str, *, k: int | None = None, filters: Filters | None = None,
+            generator: str | None = None) -> Answer:  # fmt: skip
         """Answer one question. Raises InputError for an empty or oversized question."""
+        *_, answer = self.stream(question, k=k, filters=filters, generator=generator)
+        return answer
+
+    def stream(self, question: str, *, k: int | None = None, filters: Filters | None = None,
+               generator: str | None = None) -> Iterator[str | Answer]:  # fmt: skip
+        """Text as the generator produces it, then the final Answer (always the last item)."""
         question = validate_question(question, self.settings)
+        backend = get_generator(generator or self.settings.generator)
         index = self.index  # one version for the whole question
-        began = time.perf_counter()
+        clock = _Clock()
         query_vector = self.embedder.encode_queries([question])[0]
-        embedded = time.perf_counter()
+        clock.lap("embed")
         hits = retrieve(question, query_vector, index, k=max(k or self.settings.k, 10), filters=filters)
-        retrieved = time.perf_counter()
-        answer = extract_answer(question, query_vector, hits, index, self.settings)
-        done = time.perf_counter()
-        timings = {
-            "embed": (embedded - began) * 1000,
-            "retrieve": (retrieved - embedded) * 1000,
-            "answer": (done - retrieved) * 1000,
-            "total": (done - began) * 1000,
-        }
-        return _with_timings(answer, timings)
+        hits = rerank(question, hits, self.settings)
+        clock.lap("retrieve")
+        for item in backend.stream(question, query_vector, hits, index, self.settings):
+            if isinstance(item, Answer):
+                clock.lap("answer")
+                yield replace(item, timings_ms=clock.timings())
+            else:
+                yield item
+
+
+class _Clock:
+    def __init__(self):
+        self.began = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = (now - self.last) * 1000
+        self.last = now
+
+    def timings(self) -> dict[str, float]:
+        total = (time.perf_counter() - self.began) * 1000
+        return {k: round(v, 2) for k, v in {**self.laps, "total": total}.items()}
 
 
 def validate_question(question, settings: Settings) -> str:
@@ -85,9 +109,3 @@ def ask_batch(rows: Iterable[dict], settings: Settings, *, progress: bool = True
             yield {"id": row.get("id"), **answer_to_dict(answer)}
         except (RagError, TypeError) as error:
             yield {"id": row.get("id"), **error_to_dict(row.get("question"), error)}
-
-
-def _with_timings(answer: Answer, timings: dict[str, float]) -> Answer:
-    from dataclasses import replace
-
-    return replace(answer, timings_ms={k: round(v, 2) for k, v in timings.items()})
