@@ -15,17 +15,16 @@ import numpy as np
 
 from rag.index import Index
 from rag.lexical import stems
+from rag.question import expected_kind, has_kind
 from rag.retrieve import Hit
 from rag.settings import Settings
 
 NO_ANSWER = "Jag hittar inget svar på det i rapporterna."
-WEIGHTS = {"semantic": 1.0, "lexical": 0.35, "passage": 0.10, "kind": 0.05}
+WEIGHTS = {"semantic": 1.0, "lexical": 0.2, "passage": 0.3, "kind": 0.05}
+NEIGHBOUR_MARGIN = 0.15
+MISSING_KIND_PENALTY = 0.3
 
 _LIST_ITEM = re.compile(r"^([-*•–]|\d+[.)])\s+")
-_NUMBER = re.compile(r"\d")
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-ZÅÄÖ][a-zåäöé]+(?:\s[A-ZÅÄÖ][a-zåäöé]+)+")
-_ASKS_NUMBER = re.compile(r"\b(hur många|hur mycket|antal|hur stor|vilket år|när|how many|how much|when|what year)\b", re.I)
-_ASKS_NAME = re.compile(r"\b(vem|vilka personer|vilken person|who|whom)\b", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +67,24 @@ def extract_answer(
     if not candidates:
         return Answer(question, NO_ANSWER, False, (), tuple(hits), 0.0)
     best = candidates[0]
-    if best.score < settings.abstain_threshold:
-        return Answer(question, NO_ANSWER, False, (), tuple(hits), best.score)
-    spans = _answer_spans(best, hits, index, settings)
+    spans = _answer_spans(best, candidates, hits, index, settings)
+    doc_text = _doc_text(index, hits[best.hit_rank])
+    confidence = _confidence(question, best, [doc_text[s:e] for s, e in spans])
+    if confidence < settings.abstain_threshold:
+        return Answer(question, NO_ANSWER, False, (), tuple(hits), confidence)
     citations = tuple(
-        Citation(n, hits[best.hit_rank], start, end, _doc_text(index, hits[best.hit_rank])[start:end], best.score)
+        Citation(n, hits[best.hit_rank], start, end, doc_text[start:end], best.score)
         for n, (start, end) in enumerate(spans, 1)
     )
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-    return Answer(question, text, True, citations, tuple(hits), best.score)
+    return Answer(question, text, True, citations, tuple(hits), confidence)
+
+
+def _confidence(question: str, best: _Candidate, quotes: list[str]) -> float:
+    """The best sentence's score, less a penalty when the quote lacks the kind of thing asked for."""
+    kind = expected_kind(question)
+    missing = kind is not None and not any(has_kind(q, kind, question) for q in quotes)
+    return best.score - MISSING_KIND_PENALTY * missing
 
 
 def score_sentences(question: str, query_vector: np.ndarray, hits: list[Hit], index: Index) -> list[_Candidate]:
@@ -84,7 +92,7 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: list[Hit], in
     lexical = index.lexical
     query = set(lexical.query_tokens(question))
     query_mass = sum(lexical.idf[t] for t in query) or 1.0
-    wants_number, wants_name = bool(_ASKS_NUMBER.search(question)), bool(_ASKS_NAME.search(question))
+    kind = expected_kind(question)
     top = hits[0].score if hits else 1.0
     seen: set[int] = set()
     out = []
@@ -96,35 +104,53 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: list[Hit], in
             text = _sentence(index, sid)
             semantic = float(index.sentence_vectors[sid] @ query_vector)
             overlap = sum(lexical.idf[t] for t in query.intersection(stems(text, lexical.vocabulary)))
-            kind = (wants_number and bool(_NUMBER.search(text))) or (wants_name and bool(_NAME.search(text)))
+            has = kind is not None and has_kind(text, kind, question)
             score = (
                 WEIGHTS["semantic"] * semantic
                 + WEIGHTS["lexical"] * overlap / query_mass
                 + WEIGHTS["passage"] * hit.score / top
-                + WEIGHTS["kind"] * kind
+                + WEIGHTS["kind"] * has
             )
             out.append(_Candidate(sid, rank, score, semantic))
     return sorted(out, key=lambda c: -c.score)
 
 
-def _answer_spans(best: _Candidate, hits: list[Hit], index: Index, settings: Settings) -> list[tuple[int, int]]:
-    """The best sentence, extended by the list it introduces, within the sentence and word limits."""
-    hit = hits[best.hit_rank]
-    ids = index.chunk_sentence_ids[hit.number]
-    position = ids.index(best.sentence_id)
-    chosen = [best.sentence_id]
-    words = len(_sentence(index, best.sentence_id).split())
-    for sid in ids[position + 1 :]:
-        text = _sentence(index, sid)
-        introduces_list = _sentence(index, chosen[-1]).rstrip().endswith(":")
-        if len(chosen) >= settings.max_answer_sentences or not (introduces_list or _LIST_ITEM.match(text)):
+def _answer_spans(best: _Candidate, candidates: list[_Candidate], hits: list[Hit], index: Index,
+                  settings: Settings) -> list[tuple[int, int]]:  # fmt: skip
+    """The best sentence, grown by close-scoring neighbours and the list it introduces, within limits.
+
+    Questions are often answered by a sentence plus the one beside it (a topic sentence and its
+    detail); quoting both when they score close keeps the answer short and makes it hold the answer.
+    """
+    ids = index.chunk_sentence_ids[hits[best.hit_rank].number]
+    scores = {c.sentence_id: c.score for c in candidates}
+    chosen = [ids.index(best.sentence_id)]
+    words = _words(index, ids[chosen[0]])
+    while len(chosen) < settings.max_answer_sentences:
+        neighbours = [p for p in (min(chosen) - 1, max(chosen) + 1) if 0 <= p < len(ids)]
+        grow = [p for p in neighbours if _belongs(index, ids, chosen, p, scores, best.score)]
+        grow = [p for p in grow if words + _words(index, ids[p]) <= settings.max_answer_words]
+        if not grow:
             break
-        if words + len(text.split()) > settings.max_answer_words:
-            break
-        chosen.append(sid)
-        words += len(text.split())
-    refs = [index.sentences[sid] for sid in chosen]
-    return [(refs[0].start, refs[-1].end)]
+        pick = max(grow, key=lambda p: scores.get(ids[p], -1.0))
+        chosen.append(pick)
+        words += _words(index, ids[pick])
+    first, last = index.sentences[ids[min(chosen)]], index.sentences[ids[max(chosen)]]
+    return [(first.start, last.end)]
+
+
+def _belongs(index: Index, ids: list[int], chosen: list[int], position: int, scores, best: float) -> bool:
+    """A neighbour joins if it scores close to the best, or continues a list the answer introduces."""
+    text = _sentence(index, ids[position])
+    if position > max(chosen):
+        before = _sentence(index, ids[max(chosen)]).rstrip()
+        if before.endswith(":") or _LIST_ITEM.match(text):
+            return True
+    return scores.get(ids[position], -1.0) >= best - NEIGHBOUR_MARGIN
+
+
+def _words(index: Index, sentence_id: int) -> int:
+    return len(_sentence(index, sentence_id).split())
 
 
 def _sentence(index: Index, sentence_id: int) -> str:

@@ -56,12 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--date-from", help="only reports dated on or after (ISO, e.g. 2017 or 2017-05)")
     ask.add_argument("--date-to", help="only reports dated on or before (ISO)")
     ask.add_argument("--doc", action="append", default=[], help="only this document id (repeatable)")
+    ask.add_argument("--generator", help="extractive (default), openai, or a plugin backend")
     ask.set_defaults(run=_ask)
 
     evaluate = sub.add_parser("eval", help="measure answer quality on a question set")
     from rag.evaluate import add_arguments
 
     add_arguments(evaluate)
+    evaluate.add_argument("--generator", help="extractive (default), openai, or a plugin backend")
     evaluate.set_defaults(run=_eval)
 
     serve = sub.add_parser("serve", help="serve the chat UI and the JSON API")
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--root-path", help="path prefix when served behind a reverse proxy")
+    serve.add_argument("--generator", help="extractive (default), openai, or a plugin backend")
     serve.set_defaults(run=_serve)
     return parser
 

@@ -68,6 +68,16 @@ class Index:
         return self._faiss
 
     @property
+    def sentence_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sentence ids of all chunks, flattened, and where each chunk's run starts (for reduceat)."""
+        if "table" not in self._sentence_lookup:
+            lengths = np.array([len(ids) for ids in self.chunk_sentence_ids])
+            flat = np.fromiter((i for ids in self.chunk_sentence_ids for i in ids), dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            self._sentence_lookup["table"] = (flat, starts)
+        return self._sentence_lookup["table"]
+
+    @property
     def lexical(self):
         if self._lexical is None:
             from rag.lexical import LexicalIndex

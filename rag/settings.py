@@ -39,7 +39,7 @@ class Settings:
     answer_passages: int = 5
     max_answer_sentences: int = 3
     max_answer_words: int = 50
-    abstain_threshold: float = 0.0
+    abstain_threshold: float = field(default_factory=lambda: _calibrated_threshold())
     reranker: str | None = None
     max_question_chars: int = 2000
 
@@ -61,6 +61,7 @@ class Settings:
     sso_header: str | None = None
     queue_limit: int = 64
     feedback_log: Path = Path("feedback/feedback.jsonl")
+    concurrency_limit: int = 2  # answers computed at once (UI queue workers and API requests)
 
     def replace(self, **overrides) -> Settings:
         """A copy with some fields changed; `None` values are ignored so CLI flags can pass through."""
@@ -84,6 +85,12 @@ class Settings:
             if f"RAG_{f.name.upper()}" in environ
         }
         return cls().replace(**from_env).replace(**overrides)
+
+
+def _calibrated_threshold() -> float:
+    from rag.calibrate import load_threshold  # written by `python -m rag.calibrate`
+
+    return load_threshold()
 
 
 def _coerce(settings: Settings, name: str, value):

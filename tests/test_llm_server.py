@@ -207,10 +207,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llm_base_url():
-    model = llm_server.ensure_llm(progress=True)
+def llm_base_url(tmp_path_factory):
+    model = llm_server.ensure_llm(progress=True)  # cached after the first run; a fresh machine builds
     port = _free_port()
-    proc = llm_server.start_server(model, port=port, n_ctx=2048)
+    log = tmp_path_factory.mktemp("llm") / "server.log"
+    proc = llm_server.start_server(model, port=port, n_ctx=2048, log_path=log)
     try:
         base = f"http://127.0.0.1:{port}/v1"
         llm_server.wait_ready(base, timeout=300, proc=proc)

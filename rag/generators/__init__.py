@@ -1,7 +1,10 @@
 """Generator backends: turn retrieved passages into an answer with [n] citations.
 
 A backend is any class with the `Generator` protocol's attributes and methods. Built-ins are
-registered here; third parties add theirs through the `rag.generators` entry-point group.
+registered here (`extractive`, and `openai` for any OpenAI-compatible server: openai_backend.py,
+with prompt.py and the citation check in citations.py); third parties add theirs through the
+`rag.generators` entry-point group. A backend whose constructor takes `embedder` gets the
+assistant's embedder (the citation check embeds answer sentences with it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 
 from rag.answer import Answer, extract_answer
 from rag.errors import GeneratorError
+from rag.generators.openai_backend import OpenAIGenerator
 from rag.index import Index
 from rag.retrieve import Hit
 from rag.settings import Settings
@@ -46,7 +50,7 @@ class ExtractiveGenerator:
         yield answer
 
 
-BUILTIN: dict[str, type] = {"extractive": ExtractiveGenerator}
+BUILTIN: dict[str, type] = {"extractive": ExtractiveGenerator, "openai": OpenAIGenerator}
 
 
 def available() -> dict[str, type]:
@@ -59,7 +63,8 @@ def available() -> dict[str, type]:
     return found
 
 
-def get_generator(name: str) -> Generator:
+def get_generator(name: str, embedder=None) -> Generator:
+    """An instance of the backend called `name`; `embedder` is passed on to backends that take one."""
     backends = available()
     if name not in backends:
         raise GeneratorError(
@@ -67,5 +72,19 @@ def get_generator(name: str) -> Generator:
             "(or install a package that provides it through the 'rag.generators' entry point)."
         )
     backend = backends[name]
-    cls = backend if isinstance(backend, type) else backend.load()
+    try:
+        cls = backend if isinstance(backend, type) else backend.load()
+    except Exception as error:  # a broken plugin: ImportError, AttributeError, its own bugs
+        raise GeneratorError(f"The generator {name!r} could not be loaded ({backend.value}): {error}") from error
+    if embedder is not None and _takes_embedder(cls):
+        return cls(embedder=embedder)
     return cls()
+
+
+def _takes_embedder(cls: type) -> bool:
+    import inspect
+
+    try:
+        return "embedder" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False

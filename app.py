@@ -1,0 +1,9 @@
+"""`python app.py`: serve the chat UI and the JSON API (the same as `rag serve`), configured by RAG_* variables."""
+
+import sys
+
+from rag.api import serve
+from rag.settings import Settings
+
+if __name__ == "__main__":
+    sys.exit(serve(Settings.from_env()))

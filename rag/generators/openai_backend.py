@@ -1,0 +1,156 @@
+"""The `openai` backend: any OpenAI-compatible chat-completions endpoint (llama.cpp, vLLM, OpenAI...).
+
+The model sees the top passages (prompt.py), its text is streamed as it arrives, and the final answer
+is the checked one (citations.py). Whatever goes wrong -- no server, a timeout, an HTTP error, an
+empty reply, nothing supported -- the user gets the extractive answer with a notice, never an error.
+
+Plain httpx rather than the `openai` client: no retries (a local server that is down stays down), one
+deadline for the whole reply, and no Authorization header at all when no key is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+from rag.answer import NO_ANSWER, Answer, extract_answer
+from rag.errors import GeneratorError
+from rag.generators.citations import check_answer, split_answer
+from rag.generators.prompt import NO_ANSWER_EN, build_prompt
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FALLBACK_NOTICE = "Språkmodellen kunde inte svara; visar citat ur rapporterna."
+MAX_ANSWER_TOKENS = 160  # three short sentences with markers; bounds the wait at ~8 tokens/s
+_REFUSAL = re.compile(r"hittar (inget|inte något|inte ett) svar|can'?t find an answer|cannot find an answer|"
+                      r"could not find an answer|no answer to that", re.I)  # fmt: skip
+
+
+class OpenAIGenerator:
+    name = "openai"
+    streams = True
+    needs_key = False  # a local server needs none; a key in the environment is sent when present
+
+    def __init__(self, embedder=None):
+        self._embedder = embedder  # the assistant's, for the citation check; else loaded once here
+
+    def answer(self, question, query_vector, hits, index, settings) -> Answer:
+        *_, final = self.stream(question, query_vector, hits, index, settings)
+        return final
+
+    def stream(self, question, query_vector, hits, index, settings: Settings) -> Iterator[str | Answer]:
+        def fallback(reason: str, dropped: int = 0) -> Answer:
+            log.warning("LLM answer replaced by the extractive one: %s", reason)
+            answer = extract_answer(question, query_vector, hits, index, settings)
+            return replace(answer, generator="extractive (fallback)", notice=FALLBACK_NOTICE,
+                           dropped_sentences=dropped)  # fmt: skip
+
+        chat, passages = build_prompt(question, hits[: settings.answer_passages], index, settings)
+        if not passages:
+            yield fallback("no passage fits the prompt budget" if hits else "no passages retrieved")
+            return
+        parts: list[str] = []
+        try:
+            for delta in stream_chat(chat, settings):
+                parts.append(delta)
+                yield delta
+        except GeneratorError as error:
+            yield fallback(str(error))
+            return
+        text = "".join(parts).strip()
+        try:
+            final, dropped = self._checked(question, text, passages, hits, index, settings)
+        except Exception:  # noqa: BLE001 - the check must never become a user-facing error
+            log.exception("citation check failed")
+            final, dropped = None, 0
+        yield final or fallback(f"no supported sentence in {text!r}", dropped)
+
+    def _checked(self, question, text, passages, hits, index, settings) -> tuple[Answer | None, int]:
+        """The checked answer (or None: nothing supported) and how many sentences were dropped."""
+        sentences = split_answer(text)
+        if not sentences:
+            return None, 0
+        if _REFUSAL.search(sentences[0].text):
+            refusal = NO_ANSWER if "hittar" in sentences[0].text.lower() else NO_ANSWER_EN
+            return Answer(question, refusal, False, (), tuple(hits), 0.0, generator=self.name), 0
+        checked = check_answer(text, question, passages, index, self._embedder or shared_embedder(settings))
+        if not checked.kept:
+            return None, checked.dropped
+        notice = None
+        if checked.dropped:
+            notice = (f"{checked.dropped} av {checked.kept + checked.dropped} meningar i språkmodellens svar "
+                      "togs bort: de stöds inte av de citerade rapporterna.")  # fmt: skip
+        answer = Answer(question, checked.text, True, checked.citations, tuple(hits), checked.confidence,
+                        generator=self.name, notice=notice, dropped_sentences=checked.dropped)  # fmt: skip
+        return answer, checked.dropped
+
+
+def stream_chat(chat: list[dict], settings: Settings) -> Iterator[str]:
+    """Text deltas of one streamed chat completion. Raises GeneratorError on any failure or timeout."""
+    import httpx
+
+    url = settings.llm_base_url.rstrip("/") + "/chat/completions"
+    key = os.environ.get(settings.llm_api_key_env) if settings.llm_api_key_env else None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": settings.llm_model, "messages": chat, "temperature": 0.0,
+            "max_tokens": MAX_ANSWER_TOKENS, "stream": True}  # fmt: skip
+    limit = settings.llm_timeout_s
+    deadline = time.monotonic() + limit
+    try:
+        with httpx.Client(timeout=httpx.Timeout(limit, connect=min(limit, 10.0))) as client:
+            with client.stream("POST", url, json=body, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise GeneratorError(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    response.read()  # a server that ignores "stream": one JSON completion
+                    yield _message_text(response.json())
+                    return
+                for line in response.iter_lines():
+                    if time.monotonic() > deadline:
+                        raise GeneratorError(f"{url} took longer than {limit:g} s")
+                    data = line[5:].strip() if line.startswith("data:") else None
+                    if data == "[DONE]":
+                        return
+                    if data:
+                        yield _delta_text(json.loads(data))
+    except httpx.TimeoutException as error:
+        raise GeneratorError(f"{url} took longer than {limit:g} s ({type(error).__name__})") from error
+    except httpx.HTTPError as error:
+        raise GeneratorError(f"cannot reach {url}: {error}") from error
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # malformed JSON or shape
+        raise GeneratorError(f"unexpected reply from {url}: {error}") from error
+
+
+def _delta_text(chunk: dict) -> str:
+    if chunk.get("error"):
+        raise GeneratorError(f"the model server reported: {chunk['error']}")
+    return "".join((c.get("delta") or {}).get("content") or "" for c in chunk.get("choices") or [])
+
+
+def _message_text(completion: dict) -> str:
+    if completion.get("error"):
+        raise GeneratorError(f"the model server reported: {completion['error']}")
+    return "".join((c.get("message") or {}).get("content") or "" for c in completion.get("choices") or [])
+
+
+_EMBEDDERS: dict[tuple, object] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def shared_embedder(settings: Settings):
+    """Only when the caller gave no embedder: one per embedding model, loaded on first use."""
+    from rag.embed import SentenceTransformerEmbedder
+
+    key = (settings.model, str(settings.cache_dir), settings.embedding_dim)
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = SentenceTransformerEmbedder(settings)
+        return _EMBEDDERS[key]

@@ -1,0 +1,86 @@
+"""What a question asks for: the kind of answer (a number, a sum of money, a name, a time, contact
+details) and its language. Classic answer typing: a sentence that lacks the asked-for kind rarely
+answers, which both ranks candidate sentences and tells the assistant when to abstain.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+_NUMBER_WORDS = (
+    r"två|tre|fyra|fem|sex|sju|åtta|nio|tio|elva|tolv|tjugo|trettio|fyrtio|femtio|hundra|tusen|"
+    r"miljon\w*|miljard\w*|dussin|\d+-tal|hälften|var\s+tredje|var\s+fjärde"
+)
+_MONTH_WORDS = r"januari|februari|mars|april|maj|juni|juli|augusti|september|oktober|november|december"
+_WEEKDAYS = r"måndag|tisdag|onsdag|torsdag|fredag|lördag|söndag|vardag|helg"
+
+
+class Kind(Enum):
+    SHARE = "share"
+    NUMBER = "number"
+    MONEY = "money"
+    NAME = "name"  # asked by name ("vad heter"); "vem" may be answered by a role, so it is not typed
+    TIME = "time"
+    CONTACT = "contact"
+
+
+# Order matters: the first matching pattern decides (contact before money before number).
+_ASKS: list[tuple[Kind, re.Pattern]] = [
+    (Kind.CONTACT, re.compile(r"telefonnummer|e-?postadress|mejladress|phone number|e-?mail address", re.I)),
+    (Kind.MONEY, re.compile(r"\b(vad kosta\w*|hur mycket kosta\w*|hur stor budget|vilken budget|hur mycket pengar|"
+                            r"vilket belopp|kronor|what did .{1,40} cost|how much does|how much did|"
+                            r"what is the budget|budget amount|how much money)\b", re.I)),  # fmt: skip
+    (Kind.SHARE, re.compile(r"\b(vilken andel|hur stor andel|hur stor del|hur många procent|what share|"
+                            r"what percentage|what proportion)\b", re.I)),  # fmt: skip
+    (Kind.NUMBER, re.compile(r"\b(hur många|hur mycket|hur stor|hur gammal|hur lång|vilken andel|hur hög|"
+                             r"how many|how much|how old|how long|what share|what percentage)\b", re.I)),  # fmt: skip
+    (Kind.TIME, re.compile(r"^\W*(när|when)\b|\b(vilket datum|vilken dag|vilka dagar|öppettider|hur dags|"
+                           r"what date|which day|opening hours|what time)\b", re.I)),  # fmt: skip
+    (Kind.NAME, re.compile(r"\b(vad heter|vilket namn|what is the name|name of|what is .{1,30} called)\b", re.I)),
+]
+
+_HAS: dict[Kind, re.Pattern] = {
+    Kind.CONTACT: re.compile(r"@|\b\d{2,4}[- ]\d{2,3}[ ]?\d{2}[ ]?\d{2}\b|www\.|https?://"),
+    Kind.MONEY: re.compile(r"\d[\d  ,.]*\s*(kr\b|kronor|mnkr|mkr|tkr|miljoner|miljarder|sek\b)", re.I),
+    Kind.SHARE: re.compile(r"procent|%|\bhälften\b|\bvar (tredje|fjärde|femte|tionde)\b|\d+ av \d+", re.I),
+    # A number that is not a year or a day of a month ("22 maj") and not a clock time.
+    Kind.NUMBER: re.compile(
+        rf"\b(?!(19|20)\d\d\b)\d+(?:[,.]\d+)?(?!\s*(?:{_MONTH_WORDS})\b)(?![.:]\d)\b|\b({_NUMBER_WORDS})\b", re.I
+    ),
+    Kind.TIME: re.compile(rf"\b(\d{{4}}|{_MONTH_WORDS}|({_WEEKDAYS})\w*|kl\.?\s*\d|\d{{1,2}}[.:]\d{{2}}|i (år|höstas|våras|vintras|somras))\b", re.I),
+    Kind.NAME: re.compile(r"(?<=[a-zåäö,] )[A-ZÅÄÖ][a-zåäöé]+(?:[ -][A-ZÅÄÖ][a-zåäöé]+)*"),
+}
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+_ENGLISH = frozenset(
+    "the what which who whom whose how when where why is are was were did does do of to in for and "
+    "has have many much".split()
+)
+
+
+def expected_kind(question: str) -> Kind | None:
+    """The kind of answer the question asks for, if it is one we can recognise."""
+    for kind, pattern in _ASKS:
+        if pattern.search(question):
+            return kind
+    return None
+
+
+def has_kind(text: str, kind: Kind | None, question: str = "") -> bool:
+    """Whether `text` holds something of `kind` that the question does not already name.
+
+    "Vad heter Tyresös näringslivschef?" is not answered by a sentence whose only name is Tyresö,
+    nor "Hur mycket fick kommunen för 2012?" by one whose only number is 2012.
+    """
+    if kind is None:
+        return True
+    asked = {w.lower() for w in _TOKEN.findall(question)}
+    masked = _TOKEN.sub(lambda m: "_" if m.group().lower() in asked else m.group(), text)
+    return bool(_HAS[kind].search(masked))
+
+
+def is_english(question: str) -> bool:
+    words = re.findall(r"[a-z]+", question.lower())
+    return sum(w in _ENGLISH for w in words) >= 2
