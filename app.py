@@ -1,4 +1,4 @@
-"""`python app.py`: serve the chat UI and the JSON API (the same as `rag serve`), configured by RAG_* variables."""
+"""`python app.py`: serve the chat UI and the JSON API, like `rag serve`; configured by RAG_* variables."""
 
 import sys
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.index import Index
-from rag.lexical import stems
 from rag.question import expected_kind, has_kind
 from rag.retrieve import Hit
 from rag.settings import Settings
@@ -93,7 +92,7 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: list[Hit], in
     query = set(lexical.query_tokens(question))
     query_mass = sum(lexical.idf[t] for t in query) or 1.0
     kind = expected_kind(question)
-    top = hits[0].score if hits else 1.0
+    top = hits[0].score if hits and hits[0].score > 0 else 1.0  # scales the passage prior to [0, 1]
     seen: set[int] = set()
     out = []
     for rank, hit in enumerate(hits):
@@ -101,9 +100,9 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: list[Hit], in
             if sid in seen:
                 continue
             seen.add(sid)
-            text = _sentence(index, sid)
+            text = index.sentence_text(sid)
             semantic = float(index.sentence_vectors[sid] @ query_vector)
-            overlap = sum(lexical.idf[t] for t in query.intersection(stems(text, lexical.vocabulary)))
+            overlap = sum(lexical.idf[t] for t in query.intersection(index.sentence_stems(sid)))
             has = kind is not None and has_kind(text, kind, question)
             score = (
                 WEIGHTS["semantic"] * semantic
@@ -141,21 +140,16 @@ def _answer_spans(best: _Candidate, candidates: list[_Candidate], hits: list[Hit
 
 def _belongs(index: Index, ids: list[int], chosen: list[int], position: int, scores, best: float) -> bool:
     """A neighbour joins if it scores close to the best, or continues a list the answer introduces."""
-    text = _sentence(index, ids[position])
+    text = index.sentence_text(ids[position])
     if position > max(chosen):
-        before = _sentence(index, ids[max(chosen)]).rstrip()
+        before = index.sentence_text(ids[max(chosen)]).rstrip()
         if before.endswith(":") or _LIST_ITEM.match(text):
             return True
     return scores.get(ids[position], -1.0) >= best - NEIGHBOUR_MARGIN
 
 
 def _words(index: Index, sentence_id: int) -> int:
-    return len(_sentence(index, sentence_id).split())
-
-
-def _sentence(index: Index, sentence_id: int) -> str:
-    ref = index.sentences[sentence_id]
-    return index.documents[ref.doc_id]["text"][ref.start : ref.end]
+    return len(index.sentence_text(sentence_id).split())
 
 
 def _doc_text(index: Index, hit: Hit) -> str:

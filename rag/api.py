@@ -63,33 +63,58 @@ class AskIn(BaseModel):
 
 def create_app(settings: Settings | None = None, assistant: Assistant | None = None) -> FastAPI:
     """The whole app: API routes first, then the Gradio UI mounted at settings.mount_path."""
+    settings = settings or Settings.from_env()
+    assistant = assistant or Assistant(settings)
+    users = load_users(settings)
+    app = FastAPI(
+        title="Frågor om kommundirektörens rapporter",
+        version="1",
+        description="Citerade svar ur Tyresö kommuns kommundirektörsrapporter.",
+    )
+    app.state.assistant, app.state.settings = assistant, settings
+    _add_routes(app, assistant, settings)
+    _add_gradio_js_route(app, settings.mount_path)
+    _mount_ui(app, assistant, settings, users)
+    _add_cors(app, settings.frame_ancestors)
+    app.add_middleware(
+        AccessMiddleware,
+        sso_header=settings.sso_header,
+        users=users,
+        gradio_users=lambda: _gradio_sessions(app),
+    )
+    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
+    return app
+
+
+def _mount_ui(app: FastAPI, assistant: Assistant, settings: Settings, users: dict[str, str]) -> None:
+    """The chat UI, queued; Gradio's own login page when there are users (SSO takes precedence)."""
     import gradio as gr
 
     from rag import ui
 
-    settings = settings or Settings.from_env()
-    assistant = assistant or Assistant(settings)
-    users = load_users(settings)
-    app = FastAPI(title="Frågor om kommundirektörens rapporter", version="1",
-                  description="Citerade svar ur Tyresö kommuns kommundirektörsrapporter.")  # fmt: skip
-    app.state.assistant, app.state.settings = assistant, settings
-    _add_routes(app, assistant, settings)
-    _add_gradio_js_route(app, settings.mount_path)
+    def login(user: str, password: str) -> bool:
+        return check_password(users, user, password)
+
     blocks = ui.build_ui(assistant, settings)
     blocks.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_limit)
     gr.mount_gradio_app(
-        app, blocks, path=settings.mount_path, footer_links=["api"], run_history=False,
-        auth=(lambda user, password: check_password(users, user, password)) if users and not settings.sso_header else None,
+        app,
+        blocks,
+        path=settings.mount_path,
+        footer_links=[],
+        run_history=False,
+        auth=login if users and not settings.sso_header else None,
         auth_message="Logga in med ditt användarnamn och lösenord.",
         auth_dependency=_sso_user(settings.sso_header) if settings.sso_header else None,
-        theme=gr.themes.Default(primary_hue="blue"), css=ui.CSS, head=ui.HEAD_JS, ssr_mode=False,
-        show_error=True, enable_monitoring=False, mcp_server=False, pwa=False,
-    )  # fmt: skip
-    _add_cors(app, settings.frame_ancestors)
-    app.add_middleware(AccessMiddleware, sso_header=settings.sso_header, users=users,
-                       gradio_users=lambda: _gradio_sessions(app))  # fmt: skip
-    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
-    return app
+        theme=gr.themes.Default(primary_hue="blue"),
+        css=ui.CSS,
+        head=ui.HEAD_JS,
+        ssr_mode=False,
+        show_error=True,
+        enable_monitoring=False,
+        mcp_server=False,
+        pwa=False,
+    )
 
 
 def _add_routes(app: FastAPI, assistant: Assistant, settings: Settings) -> None:
@@ -114,8 +139,16 @@ def _add_routes(app: FastAPI, assistant: Assistant, settings: Settings) -> None:
 
     @app.get("/api/documents", tags=["api"], summary="Rapporterna i indexet")
     def documents() -> list[dict]:
-        return [{"id": doc_id, "title": d["title"], "date": d.get("date"), "diarienummer": d.get("diarienummer"),
-                 "sections": d.get("sections", [])} for doc_id, d in assistant.index.documents.items()]  # fmt: skip
+        return [
+            {
+                "id": doc_id,
+                "title": d["title"],
+                "date": d.get("date"),
+                "diarienummer": d.get("diarienummer"),
+                "sections": d.get("sections", []),
+            }
+            for doc_id, d in assistant.index.documents.items()
+        ]
 
     @app.get("/api/health", tags=["api"], summary="Status, indexversion och modell")
     async def health():
@@ -123,9 +156,15 @@ def _add_routes(app: FastAPI, assistant: Assistant, settings: Settings) -> None:
             index = await run_in_threadpool(lambda: assistant.index)
         except RagError as error:
             return JSONResponse({"status": "unavailable", "detail": str(error)}, 503)
-        return {"status": "ok", "index_version": index.version, "model": settings.model,
-                "documents": len(index.documents), "chunks": len(index.chunks),
-                "generator": settings.generator, "generators": sorted(available())}  # fmt: skip
+        return {
+            "status": "ok",
+            "index_version": index.version,
+            "model": settings.model,
+            "documents": len(index.documents),
+            "chunks": len(index.chunks),
+            "generator": settings.generator,
+            "generators": sorted(available()),
+        }
 
 
 def status_for(error: RagError) -> int:
@@ -153,15 +192,20 @@ def _validation_message(error: RequestValidationError, max_question_chars: int) 
     for item in error.errors()[:5]:
         where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
         if where == "question" and item.get("type") == "string_too_long":
-            return (f"Frågan är för lång ({len(item.get('input') or '')} tecken); korta den till högst "
-                    f"{max_question_chars} tecken.")  # fmt: skip
+            return (
+                f"Frågan är för lång ({len(item.get('input') or '')} tecken); korta den till högst "
+                f"{max_question_chars} tecken."
+            )
         lines.append(f"{where}: {item.get('msg', 'invalid')}")
     return "Ogiltig förfrågan – " + "; ".join(lines)
 
 
 def _plain_errors(error: RequestValidationError) -> list[dict]:
     """The pydantic errors without echoing the (possibly huge) input back."""
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in error.errors()[:20]]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+        for e in error.errors()[:20]
+    ]
 
 
 def _add_gradio_js_route(app: FastAPI, mount_path: str) -> None:
@@ -214,8 +258,13 @@ def _add_cors(app: FastAPI, frame_ancestors: str) -> None:
     if origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
-                           allow_methods=["*"], allow_headers=["*"])  # fmt: skip
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
 
 
 def _gradio_sessions(app: FastAPI) -> dict:
@@ -244,7 +293,9 @@ def load_users(settings: Settings, environ: dict | None = None) -> dict[str, str
     if settings.auth_file:
         path = Path(settings.auth_file)
         if not path.is_file():
-            raise ConfigError(f"The auth file {path} does not exist (set RAG_AUTH_FILE to a file of user:password lines).")
+            raise ConfigError(
+                f"The auth file {path} does not exist (set RAG_AUTH_FILE to a file of user:password lines)."
+            )
         lines += path.read_text(encoding="utf-8").splitlines()
     lines += re.split(r"[,\n]", environ.get("RAG_USERS", ""))
     users = {}
@@ -253,7 +304,9 @@ def load_users(settings: Settings, environ: dict | None = None) -> dict[str, str
             continue
         user, sep, secret = line.partition(":")
         if not sep or not user.strip() or not secret:
-            raise ConfigError("Each user must be written user:password or user:pbkdf2_sha256$... (see docs/embedding.md).")
+            raise ConfigError(
+                "Each user must be written user:password or user:pbkdf2_sha256$... (see docs/embedding.md)."
+            )
         users[user.strip()] = secret.strip()
     return users
 
@@ -294,9 +347,9 @@ class AccessMiddleware:
         headers = Headers(scope=scope)
         if self.sso_header and not headers.get(self.sso_header, "").strip():
             return await _refuse(scope, receive, send, "Inloggning krävs (saknar SSO-huvudet).")
-        if not self.sso_header and self.users and _route_path(scope).startswith(_PROTECTED):
-            if not (self._basic_ok(headers) or self._session_ok(headers)):
-                return await _refuse(scope, receive, send, "Inloggning krävs.", basic=True)
+        needs_login = not self.sso_header and self.users and _route_path(scope).startswith(_PROTECTED)
+        if needs_login and not (self._basic_ok(headers) or self._session_ok(headers)):
+            return await _refuse(scope, receive, send, "Inloggning krävs.", basic=True)
         return await self.app(scope, receive, send)
 
     def _basic_ok(self, headers: Headers) -> bool:
@@ -337,7 +390,10 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *(h for h in self.headers if h[0] not in names)]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *(h for h in self.headers if h[0] not in names),
+                ]
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
@@ -378,10 +434,20 @@ def serve(settings: Settings) -> int:
     except RagError as error:  # serve anyway: /api/health and the UI say what is wrong
         log.warning("Not ready yet: %s", error)
     app = create_app(settings, assistant)
-    print(f"Serverar på http://{settings.host}:{settings.port}{settings.root_path}{settings.mount_path}"
-          f" (API-dokumentation: /docs)", flush=True)  # fmt: skip
-    uvicorn.run(app, host=settings.host, port=settings.port, root_path=settings.root_path,
-                proxy_headers=True, log_level="warning")  # fmt: skip
+    print(
+        f"Serverar på http://{settings.host}:{settings.port}{settings.root_path}{settings.mount_path}"
+        f" (API-dokumentation: /docs)",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        root_path=settings.root_path,
+        proxy_headers=True,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

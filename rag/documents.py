@@ -52,7 +52,7 @@ def read_documents(path: Path) -> tuple[list[Document], list[Skipped]]:
             continue
         try:
             documents.append(read_file(file))
-        except InputError as error:
+        except (InputError, OSError) as error:  # unreadable: skip it, keep the rest
             skipped.append(Skipped(str(file), str(error)))
     for item in skipped:
         log.warning("Skipped %s: %s", item.source, item.reason)

@@ -77,6 +77,19 @@ class Index:
             self._sentence_lookup["table"] = (flat, starts)
         return self._sentence_lookup["table"]
 
+    def sentence_text(self, sentence_id: int) -> str:
+        ref = self.sentences[sentence_id]
+        return self.documents[ref.doc_id]["text"][ref.start : ref.end]
+
+    def sentence_stems(self, sentence_id: int) -> frozenset[str]:
+        """Stems of a sentence, computed once: the answer stage compares them with every question."""
+        cache = self._sentence_lookup.setdefault("stems", {})
+        if sentence_id not in cache:
+            from rag.lexical import stems
+
+            cache[sentence_id] = frozenset(stems(self.sentence_text(sentence_id), self.lexical.vocabulary))
+        return cache[sentence_id]
+
     @property
     def lexical(self):
         if self._lexical is None:
@@ -335,7 +348,7 @@ def _point_current(index_dir: Path, version: str) -> None:
 
 def _prune(index_dir: Path, keep: str) -> None:
     """Keep the live version and the one before it (questions in flight may still read it)."""
-    versions = sorted(p for p in index_dir.glob("v-*") if p.is_dir())
+    versions = sorted((p for p in index_dir.glob("v-*") if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
     for old in versions[:-_KEEP_VERSIONS]:
         if old.name != keep:
             shutil.rmtree(old, ignore_errors=True)

@@ -53,7 +53,8 @@ class Assistant:
         clock = _Clock()
         query_vector = self.embedder.encode_queries([question])[0]
         clock.lap("embed")
-        hits = retrieve(question, query_vector, index, k=max(k or self.settings.k, 10), filters=filters)
+        hits = retrieve(question, query_vector, index, k=max(k or self.settings.k, 10), filters=filters,
+                        weights=self.settings.fusion_weights, date_bonus=self.settings.date_bonus)  # fmt: skip
         hits = rerank(question, hits, self.settings)
         clock.lap("retrieve")
         for item in backend.stream(question, query_vector, hits, index, self.settings):

@@ -54,14 +54,20 @@ class Hit:
 
 
 def retrieve(
-    question: str, query_vector: np.ndarray, index: Index, k: int = 10, filters: Filters | None = None
+    question: str,
+    query_vector: np.ndarray,
+    index: Index,
+    k: int = 10,
+    filters: Filters | None = None,
+    weights: tuple[float, float, float] = WEIGHTS,
+    date_bonus: float = DATE_BONUS,
 ) -> list[Hit]:
     """The k best passages for the question, best first."""
     allowed = _allowed(index, filters)
     dense = _dense_scores(index, query_vector)
     sentence = _best_sentence_scores(index, query_vector)
     lexical = index.lexical.scores(question)
-    fused = _fuse(dense, sentence, lexical) + _date_bonus(question, index, allowed)
+    fused = _fuse(dense, sentence, lexical, weights) + date_bonus * _date_matches_question(question, index, allowed)
     fused[~allowed] = -np.inf
     order = [i for i in np.argsort(-fused, kind="stable")[:k] if np.isfinite(fused[i])]
     return [Hit(index.chunks[i], int(i), float(fused[i]), float(dense[i]), float(lexical[i])) for i in order]
@@ -85,11 +91,11 @@ def _best_sentence_scores(index: Index, query_vector: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(scores[flat], starts)
 
 
-def _fuse(dense: np.ndarray, sentence: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+def _fuse(dense: np.ndarray, sentence: np.ndarray, lexical: np.ndarray, weights) -> np.ndarray:
     """Weighted sum: cosine scores as they are, BM25 scaled to [0, 1] by the question's best match."""
     top = float(lexical.max()) if len(lexical) else 0.0
     lexical = lexical / top if top > 0 else lexical
-    w_dense, w_sentence, w_lexical = WEIGHTS
+    w_dense, w_sentence, w_lexical = weights
     return w_dense * dense + w_sentence * sentence + w_lexical * lexical
 
 
@@ -124,16 +130,16 @@ def question_dates(question: str) -> tuple[set[str], set[int]]:
     return years, months
 
 
-def _date_bonus(question: str, index: Index, allowed: np.ndarray) -> np.ndarray:
-    """A lift for passages from a report whose date matches the year or month the question names."""
+def _date_matches_question(question: str, index: Index, allowed: np.ndarray) -> np.ndarray:
+    """1.0 for passages from a report whose date matches the year or month the question names."""
     years, months = question_dates(question)
-    bonus = np.zeros(len(index.chunks), dtype=np.float64)
+    matches = np.zeros(len(index.chunks), dtype=np.float64)
     if not years and not months:
-        return bonus
+        return matches
     for i, chunk in enumerate(index.chunks):
         if allowed[i] and chunk.date and _date_matches(chunk.date, years, months):
-            bonus[i] = DATE_BONUS
-    return bonus
+            matches[i] = 1.0
+    return matches
 
 
 def _date_matches(date: str, years: set[str], months: set[int]) -> bool:

@@ -127,7 +127,7 @@ def _is_heading(text: str, prev: str, nxt: str, first: bool) -> bool:
     """A plain heading line: short, unpunctuated, capitalised, after a finished sentence."""
     if not nxt or _LIST_ITEM.match(text) or _SENTENCE_END.search(text) or text.endswith((",", "-")):
         return False
-    if len(text) > 90 or len(text.split()) > 14 or not (text[0].isupper() or text[0].isdigit()):
+    if len(text) > 90 or len(text.split()) > 16 or not (text[0].isupper() or text[0].isdigit()):
         return False
     prev_done = first or bool(_SENTENCE_END.search(prev)) or bool(_LIST_ITEM.match(prev))
     return prev_done and not nxt[0].islower()

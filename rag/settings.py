@@ -36,6 +36,8 @@ class Settings:
 
     # retrieval and answering
     k: int = 10
+    fusion_weights: tuple[float, float, float] = (1.0, 1.0, 0.15)  # passage, best sentence, BM25
+    date_bonus: float = 0.1
     answer_passages: int = 5
     max_answer_sentences: int = 3
     max_answer_words: int = 50
@@ -105,6 +107,8 @@ def _coerce(settings: Settings, name: str, value):
             return int(value)
         if isinstance(current, float):
             return float(value)
+        if isinstance(current, tuple):  # "1,1,0.15"
+            return tuple(float(part) for part in value.split(","))
         if isinstance(current, Path) or name in {"auth_file", "feedback_log"}:
             return Path(value)
         if name == "embedding_dim":

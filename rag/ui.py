@@ -24,7 +24,7 @@ from rag.retrieve import Filters
 from rag.settings import Settings
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported
-import gradio as gr  # noqa: E402
+import gradio as gr
 
 EXAMPLES = [
     "Vem är ny ekonomichef?",
@@ -33,6 +33,7 @@ EXAMPLES = [
     "Vilka nya riktlinjer finns för bisysslor?",
 ]
 NEAREST_SHOWN = 3
+GENERATOR_LABELS = {"extractive": "Extraktiv (citat)", "openai": "Språkmodell (OpenAI-kompatibel)"}
 ALL_YEARS = "Alla år"
 
 LABELS = {
@@ -64,10 +65,53 @@ LABELS = {
     },
 }
 
-_ENGLISH = {"what", "who", "when", "where", "which", "how", "why", "is", "are", "the", "does", "did",
-            "was", "were", "many", "much", "new", "of", "in", "for", "about"}  # fmt: skip
-_SWEDISH = {"vad", "vem", "när", "var", "vilka", "vilken", "hur", "varför", "är", "och", "som", "det",
-            "den", "på", "om", "för", "med", "ny", "nya", "många", "mycket", "finns"}  # fmt: skip
+_ENGLISH = {
+    "what",
+    "who",
+    "when",
+    "where",
+    "which",
+    "how",
+    "why",
+    "is",
+    "are",
+    "the",
+    "does",
+    "did",
+    "was",
+    "were",
+    "many",
+    "much",
+    "new",
+    "of",
+    "in",
+    "for",
+    "about",
+}
+_SWEDISH = {
+    "vad",
+    "vem",
+    "när",
+    "var",
+    "vilka",
+    "vilken",
+    "hur",
+    "varför",
+    "är",
+    "och",
+    "som",
+    "det",
+    "den",
+    "på",
+    "om",
+    "för",
+    "med",
+    "ny",
+    "nya",
+    "många",
+    "mycket",
+    "finns",
+}
 _CITE = re.compile(r"\[(\d{1,3})\]")
 # Characters that markdown, LaTeX or HTML could read as syntax; written as numeric entities.
 _MARKUP = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'`*_[](){}!#|~$\\:=+-^"})
@@ -99,8 +143,11 @@ def answer_html(response: dict, uid: str) -> str:
     if not response.get("answered"):
         return _abstention_html(response, uid, labels)
     numbers = {c["n"] for c in response["citations"]}
-    parts = [f'<div class="rag-answer" lang="{lang}"><p class="rag-text">',
-             _linked_answer(response["answer"], numbers, uid, labels), "</p>"]  # fmt: skip
+    parts = [
+        f'<div class="rag-answer" lang="{lang}"><p class="rag-text">',
+        _linked_answer(response["answer"], numbers, uid, labels),
+        "</p>",
+    ]
     if response.get("notice"):
         parts.append(f'<p class="rag-notice">{text(response["notice"])}</p>')
     parts.append(f'<section class="rag-sources"><h3 class="rag-heading">{labels["sources"]}</h3>')
@@ -117,8 +164,10 @@ def streaming_html(partial: str, question: str) -> str:
 
 def error_html(message: str, question: str) -> str:
     labels = LABELS[language(question)]
-    return (f'<div class="rag-answer rag-error" role="alert"><p><strong>{labels["error"]}:</strong> '
-            f"{text(message)}</p></div>")  # fmt: skip
+    return (
+        f'<div class="rag-answer rag-error" role="alert"><p><strong>{labels["error"]}:</strong> '
+        f"{text(message)}</p></div>"
+    )
 
 
 def _linked_answer(answer: str, numbers: set[int], uid: str, labels: dict) -> str:
@@ -129,47 +178,66 @@ def _linked_answer(answer: str, numbers: set[int], uid: str, labels: dict) -> st
         if n not in numbers:
             continue
         out.append(text(answer[last : match.start()]))
-        out.append(f'<a class="rag-cite" href="#{_card_id(uid, n)}">&#91;<span class="rag-sr">'
-                   f'{labels["source"]} </span>{n}&#93;</a>')  # fmt: skip
+        out.append(
+            f'<a class="rag-cite" href="#{_card_id(uid, n)}">&#91;<span class="rag-sr">'
+            f"{labels['source']} </span>{n}&#93;</a>"
+        )
         last = match.end()
     out.append(text(answer[last:]))
     return "".join(out)
 
 
 def _abstention_html(response: dict, uid: str, labels: dict) -> str:
-    cards = [_passage_card(p, f"{uid}-p{i}", labels) for i, p in enumerate(response["passages"][:NEAREST_SHOWN])]
+    cards = [
+        _passage_card(p, f"{uid}-p{i}", labels) for i, p in enumerate(response["passages"][:NEAREST_SHOWN])
+    ]
     nearest = ""
     if cards:
-        nearest = (f'<section class="rag-nearest"><h3 class="rag-heading">{labels["nearest"]}</h3>'
-                   f'<p class="rag-note">{labels["nearest_note"]}</p>{"".join(cards)}</section>')  # fmt: skip
-    return (f'<div class="rag-answer rag-abstain"><p class="rag-text"><strong>{labels["no_answer"]}</strong></p>'
-            f"{nearest}</div>")  # fmt: skip
+        nearest = (
+            f'<section class="rag-nearest"><h3 class="rag-heading">{labels["nearest"]}</h3>'
+            f'<p class="rag-note">{labels["nearest_note"]}</p>{"".join(cards)}</section>'
+        )
+    return (
+        f'<div class="rag-answer rag-abstain"><p class="rag-text"><strong>{labels["no_answer"]}</strong></p>'
+        f"{nearest}</div>"
+    )
 
 
 def _source_card(citation: dict, uid: str, labels: dict) -> str:
     start = citation["start"] - citation["passage_start"]
     end = citation["end"] - citation["passage_start"]
-    return _card(citation, _card_id(uid, citation["n"]), f"[{citation['n']}]",
-                 highlighted(citation["text"], start, end), labels)  # fmt: skip
+    return _card(
+        citation,
+        _card_id(uid, citation["n"]),
+        f"[{citation['n']}]",
+        highlighted(citation["text"], start, end),
+        labels,
+    )
 
 
 def _passage_card(passage: dict, card_id: str, labels: dict) -> str:
     return _card(passage, card_id, "–", text(passage["text"]), labels, extra_class="rag-card-nearest")
 
 
-def _card(item: dict, card_id: str, badge: str, passage_html: str, labels: dict, extra_class: str = "") -> str:
-    return (f'<details class="rag-card {extra_class}" id="{card_id}">'
-            f'<summary><span class="rag-badge">{text(badge)}</span> '
-            f'<span class="rag-title">{text(item["title"])}</span>'
-            f'<span class="rag-meta">{_meta(item, labels)}</span></summary>'
-            f'<blockquote class="rag-passage">{passage_html}</blockquote></details>')  # fmt: skip
+def _card(
+    item: dict, card_id: str, badge: str, passage_html: str, labels: dict, extra_class: str = ""
+) -> str:
+    return (
+        f'<details class="rag-card {extra_class}" id="{card_id}">'
+        f'<summary><span class="rag-badge">{text(badge)}</span> '
+        f'<span class="rag-title">{text(item["title"])}</span>'
+        f'<span class="rag-meta">{_meta(item, labels)}</span></summary>'
+        f'<blockquote class="rag-passage">{passage_html}</blockquote></details>'
+    )
 
 
 def _meta(item: dict, labels: dict) -> str:
     date = text(item.get("date") or labels["undated"])
     dnr = text(item.get("diarienummer") or labels["no_dnr"])
-    return (f'<span>{date}</span><span>{labels["dnr"]} {dnr}</span>'
-            f'<span>{labels["section"]}: {text(item.get("section") or "–")}</span>')  # fmt: skip
+    return (
+        f"<span>{date}</span><span>{labels['dnr']} {dnr}</span>"
+        f"<span>{labels['section']}: {text(item.get('section') or '–')}</span>"
+    )
 
 
 def highlighted(passage: str, start: int, end: int) -> str:
@@ -188,8 +256,10 @@ def plain_answer(response: dict) -> str:
     """The answer and its sources as plain text, for the copy button."""
     lines = [response["answer"] or LABELS["sv"]["no_answer"], ""]
     for c in response.get("citations", []):
-        lines.append(f"[{c['n']}] {c['title']} ({c.get('date') or 'odaterad'}, dnr "
-                     f"{c.get('diarienummer') or '–'}) – {c.get('section') or '–'}")  # fmt: skip
+        lines.append(
+            f"[{c['n']}] {c['title']} ({c.get('date') or 'odaterad'}, dnr "
+            f"{c.get('diarienummer') or '–'}) – {c.get('section') or '–'}"
+        )
     return "\n".join(lines).strip()
 
 
@@ -238,8 +308,10 @@ def feedback_record(turn: dict, rating: str, comment: str = "", user: str | None
         "question": response["question"],
         "answer": response["answer"],
         "answered": response["answered"],
-        "citations": [{k: c[k] for k in ("n", "doc_id", "title", "section", "start", "end", "quote")}
-                      for c in response["citations"]],  # fmt: skip
+        "citations": [
+            {k: c[k] for k in ("n", "doc_id", "title", "section", "start", "end", "quote")}
+            for c in response["citations"]
+        ],
         "generator": response.get("generator"),
         "index_version": turn["index_version"],
         "user": user,
@@ -270,8 +342,9 @@ class _Parts:
 
 def build_ui(assistant: Assistant, settings: Settings) -> gr.Blocks:
     """The chat: filters, conversation with cited answers and source cards, feedback, copy, clear."""
-    with gr.Blocks(title="Frågor om kommundirektörens rapporter", analytics_enabled=False,
-                   fill_width=False) as demo:  # fmt: skip
+    with gr.Blocks(
+        title="Frågor om kommundirektörens rapporter", analytics_enabled=False, fill_width=False
+    ) as demo:
         parts = _layout(assistant, settings)
         _wire(demo, parts, assistant, settings)
     return demo
@@ -279,39 +352,99 @@ def build_ui(assistant: Assistant, settings: Settings) -> gr.Blocks:
 
 def _layout(assistant: Assistant, settings: Settings) -> _Parts:
     documents = _documents(assistant)
-    gr.HTML('<header class="rag-header"><h1>Frågor om kommundirektörens rapporter</h1>'
-            "<p>Ställ en fråga om Tyresö kommuns rapporter. Svaret citerar rapporterna ordagrant, "
-            "med källa. Klicka på [1] för att se stycket svaret kommer från.</p></header>")  # fmt: skip
-    with gr.Accordion("Avgränsa sökningen", open=False, elem_id="rag-filters"):
-        with gr.Row():
-            reports = gr.Dropdown(report_choices(documents), multiselect=True, value=[], label="Rapporter",
-                                  info="Tomt = alla rapporter", min_width=240)  # fmt: skip
-            year = gr.Dropdown(year_choices(documents), value=ALL_YEARS, label="År", min_width=140)
-        names = sorted(available())
-        generator = gr.Radio(names, value=settings.generator, label="Svarsmotor", visible=len(names) > 1,
-                             info="Extraktiv citerar meningar ur rapporterna direkt.")  # fmt: skip
-    chatbot = gr.Chatbot(
-        label="Samtal", elem_id="rag-chat", height=None, min_height=280, max_height="68vh",
-        render_markdown=False, sanitize_html=True, allow_tags=False, latex_delimiters=[],
-        feedback_options=("Like", "Dislike"), buttons=[], layout="panel", autoscroll=True,
-        placeholder="<p class='rag-placeholder'>Svaren visas här, med citat och källor.</p>",
-        examples=[{"text": q} for q in EXAMPLES],
-    )  # fmt: skip
-    question = gr.Textbox(label="Din fråga", placeholder="Till exempel: Vem är ny ekonomichef?", lines=1,
-                          max_lines=4, max_length=settings.max_question_chars, submit_btn="Skicka",
-                          elem_id="rag-question")  # fmt: skip
+    gr.HTML(
+        '<header class="rag-header"><h1>Frågor om kommundirektörens rapporter</h1>'
+        "<p>Ställ en fråga om Tyresö kommuns rapporter. Svaret citerar rapporterna ordagrant, "
+        "med källa. Klicka på [1] för att se stycket svaret kommer från.</p></header>"
+    )
+    reports, year, generator = _filter_controls(documents, settings)
+    chatbot = _chatbot()
+    question = gr.Textbox(
+        label="Din fråga",
+        placeholder="Till exempel: Vem är ny ekonomichef?",
+        lines=1,
+        max_lines=4,
+        max_length=settings.max_question_chars,
+        submit_btn="Skicka",
+        elem_id="rag-question",
+    )
     with gr.Row(elem_id="rag-tools"):
         copy = gr.Button("Kopiera svaret", size="sm", elem_id="rag-copy", min_width=120)
         clear = gr.Button("Rensa chatten", size="sm", elem_id="rag-clear", min_width=120)
     with gr.Group(visible=False, elem_id="rag-feedback") as feedback_row:
-        comment = gr.Textbox(label="Kommentar (valfritt)", lines=2, max_length=2000,
-                             placeholder="Vad var bra eller fel med svaret?", elem_id="rag-comment")  # fmt: skip
+        comment = gr.Textbox(
+            label="Kommentar (valfritt)",
+            lines=2,
+            max_length=2000,
+            placeholder="Vad var bra eller fel med svaret?",
+            elem_id="rag-comment",
+        )
         send_comment = gr.Button("Skicka kommentar", size="sm", elem_id="rag-send-comment")
     status = gr.Markdown("", elem_id="rag-status")
     footer = gr.Markdown(_footer_text(assistant), elem_id="rag-footer")
     copy_text = gr.Textbox(visible=False)
-    return _Parts(chatbot, question, reports, year, generator, gr.State([]), copy_text, feedback_row,
-                  comment, gr.State(None), status, footer, copy, clear, send_comment)  # fmt: skip
+    return _Parts(
+        chatbot=chatbot,
+        question=question,
+        reports=reports,
+        year=year,
+        generator=generator,
+        turns=gr.State([]),
+        copy_text=copy_text,
+        feedback_row=feedback_row,
+        comment=comment,
+        pending=gr.State(None),
+        status=status,
+        footer=footer,
+        copy=copy,
+        clear=clear,
+        send_comment=send_comment,
+    )
+
+
+def _filter_controls(documents: dict[str, dict], settings: Settings):
+    """Report and year filters from the index, and the generator choice when there is one."""
+    with gr.Accordion("Avgränsa sökningen", open=False, elem_id="rag-filters"):
+        with gr.Row():
+            reports = gr.Dropdown(
+                report_choices(documents),
+                multiselect=True,
+                value=[],
+                label="Rapporter",
+                info="Tomt = alla rapporter",
+                min_width=240,
+            )
+            year = gr.Dropdown(year_choices(documents), value=ALL_YEARS, label="År", min_width=140)
+        names = sorted(available())
+        generator = gr.Radio(
+            [(GENERATOR_LABELS.get(n, n), n) for n in names],
+            value=settings.generator,
+            label="Svarsmotor",
+            visible=len(names) > 1,
+            info="Extraktiv citerar meningar ur rapporterna ordagrant.",
+        )
+    return reports, year, generator
+
+
+def _chatbot() -> gr.Chatbot:
+    """Messages are our escaped HTML: markdown and LaTeX off, Gradio's sanitizer on as well."""
+    return gr.Chatbot(
+        label="Samtal",
+        elem_id="rag-chat",
+        height=None,
+        min_height=280,
+        max_height="68vh",
+        render_markdown=False,
+        sanitize_html=True,
+        allow_tags=False,
+        latex_delimiters=[],
+        feedback_options=("Like", "Dislike"),
+        buttons=[],
+        layout="panel",
+        autoscroll=True,
+        placeholder="<p class='rag-placeholder'>Svaren visas här, med citat och källor.</p>",
+        examples=[{"text": q} for q in EXAMPLES],
+    )
 
 
 def _wire(demo: gr.Blocks, p: _Parts, assistant: Assistant, settings: Settings) -> None:
@@ -320,10 +453,15 @@ def _wire(demo: gr.Blocks, p: _Parts, assistant: Assistant, settings: Settings) 
     ask_outputs = [p.chatbot, p.question, p.turns, p.copy_text]
     p.question.submit(ask, ask_inputs, ask_outputs, api_name=False, show_progress="minimal")
     p.chatbot.example_select(_example, None, p.question, api_name=False).then(
-        ask, ask_inputs, ask_outputs, api_name=False, show_progress="minimal")  # fmt: skip
+        ask, ask_inputs, ask_outputs, api_name=False, show_progress="minimal"
+    )
     p.chatbot.like(_on_like(settings), [p.turns], [p.pending, p.feedback_row, p.status], api_name=False)
-    p.send_comment.click(_on_comment(settings), [p.pending, p.comment],
-                         [p.pending, p.feedback_row, p.comment, p.status], api_name=False)  # fmt: skip
+    p.send_comment.click(
+        _on_comment(settings),
+        [p.pending, p.comment],
+        [p.pending, p.feedback_row, p.comment, p.status],
+        api_name=False,
+    )
     reset = [p.chatbot, p.turns, p.copy_text, p.pending, p.feedback_row, p.status]
     p.clear.click(_reset, None, reset, api_name=False, queue=False)
     p.chatbot.clear(_reset, None, reset, api_name=False, queue=False)
@@ -337,8 +475,10 @@ def _ask_handler(assistant: Assistant):
         if not (question or "").strip():
             yield history, question, turns, gr.skip()
             return
-        history += [{"role": "user", "content": text(question)},
-                    {"role": "assistant", "content": streaming_html("", question)}]  # fmt: skip
+        history += [
+            {"role": "user", "content": text(question)},
+            {"role": "assistant", "content": streaming_html("", question)},
+        ]
         yield list(history), "", turns, gr.skip()
         try:
             version = assistant.index.version
@@ -351,8 +491,12 @@ def _ask_handler(assistant: Assistant):
                     yield list(history), "", turns, gr.skip()
                     continue
                 response = answer_to_dict(item)
-                turn = {"id": uuid.uuid4().hex[:12], "message": len(history) - 1, "response": response,
-                        "index_version": version}  # fmt: skip
+                turn = {
+                    "id": uuid.uuid4().hex[:12],
+                    "message": len(history) - 1,
+                    "response": response,
+                    "index_version": version,
+                }
                 history[-1] = {"role": "assistant", "content": answer_html(response, turn["id"])}
                 yield history, "", [*turns, turn], plain_answer(response)
         except RagError as error:
@@ -404,8 +548,11 @@ def _refresh(assistant: Assistant):
 
     def refresh():
         documents = _documents(assistant)
-        return (gr.update(choices=report_choices(documents)), gr.update(choices=year_choices(documents)),
-                _footer_text(assistant))  # fmt: skip
+        return (
+            gr.update(choices=report_choices(documents)),
+            gr.update(choices=year_choices(documents)),
+            _footer_text(assistant),
+        )
 
     return refresh
 
@@ -422,8 +569,11 @@ def _footer_text(assistant: Assistant) -> str:
         index = assistant.index
     except RagError as error:
         return f"Indexet kunde inte läsas: {text(error)}"
-    return (f"Söker i {len(index.documents)} rapporter ({len(index.chunks)} passager). "
-            f"Indexversion {text(index.version)}. Inget lämnar servern.")  # fmt: skip
+    return (
+        f"Söker i {len(index.documents)} rapporter ({len(index.chunks)} passager). "
+        f"Indexversion {text(index.version)}. Inget lämnar servern. "
+        "Samma svar som JSON: POST /api/ask (dokumentation på /docs)."
+    )
 
 
 def _user(request: gr.Request | None) -> str | None:
@@ -436,21 +586,37 @@ COPY_JS = """
 (value) => {
   const done = () => {
     const b = document.querySelector('#rag-copy');
-    if (b) { const t = b.textContent; b.textContent = 'Kopierat!'; setTimeout(() => b.textContent = t, 1500); }
+    if (!b) return;
+    const label = b.textContent;
+    b.textContent = 'Kopierat!';
+    setTimeout(() => (b.textContent = label), 1500);
   };
   if (!value) return;
   if (navigator.clipboard && window.isSecureContext) {
     navigator.clipboard.writeText(value).then(done);
   } else {
     const area = document.createElement('textarea');
-    area.value = value; area.setAttribute('readonly', ''); area.style.position = 'fixed'; area.style.opacity = '0';
-    document.body.appendChild(area); area.select(); document.execCommand('copy'); area.remove(); done();
+    area.value = value;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand('copy');
+    area.remove();
+    done();
   }
 }
 """
 
-# Runs on page load (also inside <gradio-app>): a click on [n] opens and shows its source card.
+# Goes into the page's <head> (also the host page's, for <gradio-app>): a click on [n] opens and shows
+# its source card; narrow windows get narrower margins (custom CSS cannot reach Gradio's outer box).
 HEAD_JS = """
+<style>
+@media (max-width: 480px) {
+  .gradio-container > .main { padding-left: 8px !important; padding-right: 8px !important; }
+}
+</style>
 <script>
 (() => {
   if (window.__ragCites) return; window.__ragCites = true;
@@ -467,6 +633,12 @@ HEAD_JS = """
     const summary = card.querySelector('summary');
     if (summary) summary.focus({preventScroll: true});
   }, true);
+  // Gradio labels each message with its raw content (our HTML); let screen readers read the message itself.
+  const unlabel = () => document.querySelectorAll('[aria-label]').forEach((e) => {
+    if (/^(bot|user)'s message/.test(e.getAttribute('aria-label'))) e.removeAttribute('aria-label');
+  });
+  new MutationObserver(unlabel).observe(document.documentElement,
+    {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
 })();
 </script>
 """
@@ -477,11 +649,12 @@ CSS = """
 .rag-answer { line-height: 1.55; }
 .rag-answer .rag-text { margin: 0 0 .5rem; }
 .rag-pending .rag-text { opacity: .75; font-style: italic; }
-.rag-sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+.rag-sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+  white-space: nowrap; }
 .rag-cite { font-weight: 600; text-decoration: none; padding: 0 .15em; border-radius: 4px;
   color: var(--link-text-color, #1d4ed8); }
 .rag-cite:hover, .rag-cite:focus-visible { text-decoration: underline; outline: 2px solid currentColor; }
-.rag-heading { font-size: .8rem; font-weight: 700; text-transform: uppercase; letter-spacing: .04em; margin: .75rem 0 .35rem; }
+.rag-heading { font-size: .95rem; font-weight: 600; margin: .75rem 0 .35rem; }
 .rag-note, .rag-notice { font-size: .85rem; opacity: .8; margin: 0 0 .4rem; }
 .rag-card { border: 1px solid var(--border-color-primary); border-radius: 8px; margin: .4rem 0;
   background: var(--background-fill-secondary); }
@@ -501,7 +674,6 @@ CSS = """
 .rag-placeholder { opacity: .8; }
 #rag-footer { font-size: .8rem; opacity: .8; }
 @media (max-width: 480px) {
-  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
   .rag-header h1 { font-size: 1.15rem; }
   .rag-meta { margin-left: 0; }
 }

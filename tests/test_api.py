@@ -27,8 +27,13 @@ ECONOMY_DOC = "002_8f9c64b256dc6c50.txt"  # "Torstein Tysklind ny ekonomichef"
 
 
 def _settings(root: Path, **extra) -> Settings:
-    given = {"data_dir": DATA, "index_dir": root / "index", "cache_dir": root / "cache",
-             "feedback_log": root / "feedback.jsonl", **extra}  # fmt: skip
+    given = {
+        "data_dir": DATA,
+        "index_dir": root / "index",
+        "cache_dir": root / "cache",
+        "feedback_log": root / "feedback.jsonl",
+        **extra,
+    }
     return Settings(**given)
 
 
@@ -83,17 +88,22 @@ def test_ask_returns_a_cited_answer(client):
     assert "Torstein Tysklind" in citation["quote"]
     assert citation["doc_id"] == ECONOMY_DOC and citation["n"] == 1
     passage = citation["text"]
-    assert passage[citation["start"] - citation["passage_start"] : citation["end"] - citation["passage_start"]] \
-        == citation["quote"]  # fmt: skip
+    assert (
+        passage[citation["start"] - citation["passage_start"] : citation["end"] - citation["passage_start"]]
+        == citation["quote"]
+    )
 
 
 def test_ask_respects_filters(client):
     only = "003_52fda963314daba6.txt"
-    body = client.post("/api/ask", json={"question": "Vem är ny ekonomichef?", "k": 10,
-                                         "filters": {"doc_ids": [only]}}).json()  # fmt: skip
+    body = client.post(
+        "/api/ask", json={"question": "Vem är ny ekonomichef?", "k": 10, "filters": {"doc_ids": [only]}}
+    ).json()
     assert {p["doc_id"] for p in body["passages"]} == {only}
-    body = client.post("/api/ask", json={"question": "Ekonomisk rapport",
-                                         "filters": {"date_from": "2014", "date_to": "2014"}}).json()  # fmt: skip
+    body = client.post(
+        "/api/ask",
+        json={"question": "Ekonomisk rapport", "filters": {"date_from": "2014", "date_to": "2014"}},
+    ).json()
     assert body["passages"] and all(p["date"].startswith("2014") for p in body["passages"])
 
 
@@ -129,7 +139,12 @@ def test_bad_input_is_a_clear_4xx(client, payload, expected):
 
 
 def test_malformed_bodies_are_4xx(client):
-    assert client.post("/api/ask", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        client.post(
+            "/api/ask", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
     assert client.post("/api/ask", content=b"question=hej").status_code == 422
     assert client.post("/api/ask", json=["Vem?"]).status_code == 422
     huge = json.dumps({"question": "a" * 2_000_000})
@@ -259,12 +274,32 @@ def test_missing_index_is_503_with_instructions(tmp_path):
 def test_answer_html_escapes_report_and_question_text():
     from rag import ui
 
-    hostile = 'Före <script>alert(1)</script> ![x](http://example.com/a.png) <img src=x onerror="alert(2)"> efter.'
-    citation = {"n": 1, "doc_id": "d", "title": "<b>Titel</b>", "date": "2017-05", "diarienummer": "1/KS",
-                "section": "S", "text": hostile, "start": 100, "end": 110, "passage_start": 100,
-                "passage_end": 100 + len(hostile), "quote": hostile[:10], "score": 1.0}  # fmt: skip
-    response = {"question": "<script>x</script>", "answer": hostile + " [1]", "answered": True,
-                "citations": [citation], "passages": [], "notice": None}  # fmt: skip
+    hostile = (
+        'Före <script>alert(1)</script> ![x](http://example.com/a.png) <img src=x onerror="alert(2)"> efter.'
+    )
+    citation = {
+        "n": 1,
+        "doc_id": "d",
+        "title": "<b>Titel</b>",
+        "date": "2017-05",
+        "diarienummer": "1/KS",
+        "section": "S",
+        "text": hostile,
+        "start": 100,
+        "end": 110,
+        "passage_start": 100,
+        "passage_end": 100 + len(hostile),
+        "quote": hostile[:10],
+        "score": 1.0,
+    }
+    response = {
+        "question": "<script>x</script>",
+        "answer": hostile + " [1]",
+        "answered": True,
+        "citations": [citation],
+        "passages": [],
+        "notice": None,
+    }
     html = ui.answer_html(response, "abc")
     for raw in ("<script", "<img", "![x]", "](http", "<b>", "http://"):
         assert raw not in html
@@ -276,12 +311,25 @@ def test_answer_html_escapes_report_and_question_text():
 def test_abstention_shows_nearest_passages_marked_as_not_an_answer():
     from rag import ui
 
-    passage = {"doc_id": "d", "title": "T", "date": None, "diarienummer": None, "section": "S", "text": "Text."}
-    response = {"question": "Vad kostar en pizza?", "answer": ui.LABELS["sv"]["no_answer"], "answered": False,
-                "citations": [], "passages": [passage] * 5}  # fmt: skip
+    passage = {
+        "doc_id": "d",
+        "title": "T",
+        "date": None,
+        "diarienummer": None,
+        "section": "S",
+        "text": "Text.",
+    }
+    response = {
+        "question": "Vad kostar en pizza?",
+        "answer": ui.LABELS["sv"]["no_answer"],
+        "answered": False,
+        "citations": [],
+        "passages": [passage] * 5,
+    }
     html = ui.answer_html(response, "u")
     assert "Jag hittar inget svar på det i rapporterna." in html
-    assert "Närmaste passager – inget svar" in html and html.count('class="rag-card rag-card-nearest"') == 3
+    assert "Närmaste passager – inget svar" in html
+    assert html.count('class="rag-card rag-card-nearest"') == 3
     assert "odaterad" in html and "<mark>" not in html
     english = ui.answer_html({**response, "question": "What does a pizza cost?"}, "u")
     assert "Closest passages – not an answer" in english
@@ -333,3 +381,29 @@ def test_filter_choices_come_from_the_index(built):
     assert ui.year_choices(documents) == [ui.ALL_YEARS, "2017", "2015", "2014"]
     assert ui.to_filters([], ui.ALL_YEARS) is None
     assert ui.to_filters([ECONOMY_DOC], "2017").date_from == "2017"
+
+
+def test_ui_shows_a_streaming_generator_progressively(built, monkeypatch):
+    from rag import generators, ui
+
+    class Streaming(generators.ExtractiveGenerator):
+        name, streams = "streaming-test", True
+
+        def stream(self, question, query_vector, hits, index, settings):
+            answer = self.answer(question, query_vector, hits, index, settings)
+            for word in answer.text.split(" "):
+                yield word + " "
+            yield answer
+
+    monkeypatch.setitem(generators.BUILTIN, "streaming-test", Streaming)
+    ask = ui._ask_handler(Assistant(_settings(built), embedder=FakeEmbedder()))
+    steps = [
+        history[-1]["content"]
+        for history, *_ in ask("Vem är ny ekonomichef?", [], [], [], None, "streaming-test", None)
+    ]
+    partial = [s for s in steps if "rag-pending" in s and "Efter" in s]
+    assert len(partial) > 3 and "Torstein" not in partial[0] and "Torstein" in partial[-1]
+    assert "<mark>" in steps[-1] and "rag-pending" not in steps[-1]
+    client = TestClient(_app(_settings(built)))
+    body = client.post("/api/ask", json={"question": "Vem är ny ekonomichef?", "generator": "streaming-test"})
+    assert body.status_code == 200 and "Torstein Tysklind" in body.json()["answer"]

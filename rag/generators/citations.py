@@ -20,6 +20,7 @@ EmbeddingGemma index (see docs in the module constants below).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from rag.generators.prompt import Passage
 from rag.index import Index
 from rag.lexical import stems
 from rag.sentences import split_sentences
+
+log = logging.getLogger(__name__)
 
 # A sentence is supported when SEMANTIC_WEIGHT * semantic + OVERLAP_WEIGHT * overlap >= SUPPORT_THRESHOLD
 # (and its figures check out). Chosen from real data; see the module docstring and docs/generators.md.
@@ -116,6 +119,8 @@ def check_answer(text: str, question: str, passages: list[Passage], index: Index
             ranked = sorted((s.score, n) for n, s in others.items() if s.supported)
             supports.update(others)
             good = [ranked[-1][1]] if ranked else []
+        log.debug("sentence %r cites %s -> supported by %s; %s", sentence.text, sentence.markers, good,
+                  {n: (round(s.semantic, 3), round(s.overlap, 3), s.figures_ok) for n, s in supports.items()})
         if not good:
             continue
         kept_text.append(sentence.text + " " + " ".join(f"[{n}]" for n in good))

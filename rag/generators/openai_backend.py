@@ -65,6 +65,7 @@ class OpenAIGenerator:
             yield fallback(str(error))
             return
         text = "".join(parts).strip()
+        log.debug("raw answer to %r: %r", question, text)
         try:
             final, dropped = self._checked(question, text, passages, hits, index, settings)
         except Exception:  # noqa: BLE001 - the check must never become a user-facing error

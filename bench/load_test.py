@@ -1,0 +1,213 @@
+"""Load test (not a unit test): N concurrent users asking POST /api/ask for a bounded time, on loopback.
+
+    python bench/load_test.py          # starts `python app.py` itself on a free port
+    python bench/load_test.py --url http://127.0.0.1:7860/ --users 20 --seconds 60
+
+Each user asks questions back to back (no think time) until the time is up or it has sent
+--max-requests; then the test stops by itself. Every question is made unique (a "#user-n" tag), so
+the app's cache of question vectors never helps: each request pays for embedding the question.
+--repeat lets the 80 questions repeat instead (the cached, best case). Latency percentiles,
+throughput and errors are written as JSON to bench/results/load_test.json and printed. Only
+loopback addresses are accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = [
+    "Vad står det om {}?",
+    "Vad har hänt med {}?",
+    "Finns det något nytt om {}?",
+    "Berätta om {}.",
+]
+TOPICS = [
+    "ny ekonomichef",
+    "attentatet i Stockholm",
+    "flyktingmottagningen",
+    "telefonisystemet",
+    "bisysslor",
+    "krisövningen Henning",
+    "HBTQ-certifiering",
+    "lokalförsörjning",
+    "ledarutveckling",
+    "brandskyddsarbetet",
+    "Södertörnssamarbetet",
+    "servicenivån per telefon",
+    "IT-miljön",
+    "trygghetslarm",
+    "företagsklimatet",
+    "effektiviseringsmålet",
+    "internkontrollen",
+    "boendeplatser för asylsökande",
+    "ESF-medel",
+    "medborgarmötet",
+]
+QUESTIONS = [t.format(topic) for topic in TOPICS for t in TEMPLATES]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    server = None
+    if args.url is None:
+        server, args.url = _start_app(args.start_timeout)
+    try:
+        _require_loopback(args.url)
+        health = httpx.get(args.url.rstrip("/") + "/api/health", timeout=30).json()
+        results = run(args.url, args.users, args.seconds, args.max_requests, unique=not args.repeat)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+    report = _report(results, args, health)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running app on loopback (default: start app.py on a free port)")
+    parser.add_argument("--users", type=int, default=20, help="concurrent users (default 20)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to send (default 60)")
+    parser.add_argument(
+        "--max-requests", type=int, default=2000, help="per user, a hard bound (default 2000)"
+    )
+    parser.add_argument("--repeat", action="store_true", help="let questions repeat (cached embeddings)")
+    parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for app.py")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load_test.json")
+    return parser
+
+
+def run(url: str, users: int, seconds: float, max_requests: int, unique: bool = True) -> list[dict]:
+    """Every request's outcome: {user, started, latency_s, status, error}."""
+    endpoint = url.rstrip("/") + "/api/ask"
+    results: list[dict] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def user(number: int) -> None:
+        with httpx.Client(timeout=120) as client:
+            for i in range(max_requests):
+                if time.monotonic() >= deadline:
+                    return
+                question = QUESTIONS[(number * 7 + i) % len(QUESTIONS)]
+                question = f"{question} #{number}-{i}" if unique else question
+                outcome = _ask(client, endpoint, question)
+                with lock:
+                    results.append({"user": number, **outcome})
+
+    threads = [threading.Thread(target=user, args=(n,), daemon=True) for n in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 180)
+    return results
+
+
+def _ask(client: httpx.Client, endpoint: str, question: str) -> dict:
+    began = time.perf_counter()
+    try:
+        response = client.post(endpoint, json={"question": question})
+        error = None if response.status_code == 200 else response.text[:200]
+        status = response.status_code
+    except httpx.HTTPError as exc:
+        status, error = None, f"{type(exc).__name__}: {exc}"[:200]
+    return {"started": began, "latency_s": time.perf_counter() - began, "status": status, "error": error}
+
+
+def _report(results: list[dict], args, health: dict) -> dict:
+    ok = sorted(r["latency_s"] for r in results if r["error"] is None)
+    errors = [r for r in results if r["error"] is not None]
+    span = (
+        (max(r["started"] + r["latency_s"] for r in results) - min(r["started"] for r in results))
+        if results
+        else 0
+    )
+    return {
+        "users": args.users,
+        "seconds": args.seconds,
+        "requests": len(results),
+        "ok": len(ok),
+        "errors": len(errors),
+        "error_examples": sorted({f"{r['status']}: {r['error']}" for r in errors})[:5],
+        "throughput_rps": round(len(ok) / span, 2) if span else 0.0,
+        "latency_ms": {
+            "p50": _ms(_percentile(ok, 50)),
+            "p95": _ms(_percentile(ok, 95)),
+            "p99": _ms(_percentile(ok, 99)),
+            "mean": _ms(statistics.fmean(ok)) if ok else None,
+            "max": _ms(ok[-1]) if ok else None,
+        },
+        "questions": "unique (no embedding cache hits)" if not args.repeat else f"{len(QUESTIONS)} repeating",
+        "server": {k: health.get(k) for k in ("index_version", "model", "documents", "chunks", "generator")},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    rank = (len(values) - 1) * p / 100
+    low, high = int(rank), min(int(rank) + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _require_loopback(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    if not (host == "localhost" or host.startswith("127.") or host == "::1"):
+        raise SystemExit(f"Refusing to load-test {host!r}: only loopback addresses (127.0.0.1, localhost).")
+
+
+def _start_app(timeout: float) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free loopback port, with the environment's RAG_* settings."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "RAG_HOST": "127.0.0.1",
+        "RAG_PORT": str(port),
+        "RAG_ROOT_PATH": "",
+        "RAG_MOUNT_PATH": "/",
+    }
+    for name in ("RAG_SSO_HEADER", "RAG_AUTH_FILE", "RAG_USERS"):
+        env.pop(name, None)
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"app.py exited with {process.returncode}; is the index built (rag index)?")
+        try:
+            if httpx.get(url + "api/health", timeout=5).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    process.terminate()
+    raise SystemExit(f"app.py did not answer within {timeout} s.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""Synthetic scale run: FAISS index types at 1,000,000 chunks of 256-d vectors.
+
+No text is embedded. Vectors come from a clustered Gaussian with a low intrinsic dimension (a
+48-d mixture of 2,000 clusters, randomly projected to 256-d, plus a little isotropic noise, then
+L2-normalized): real sentence embeddings are clustered by topic and occupy far fewer directions than
+their width, and isotropic 256-d noise would be an unrealistically hard case for any ANN index.
+Queries are fresh draws from the same distribution. Ground truth is exact inner-product search.
+
+For each index type the run reports build time, bytes per chunk (the serialized index / N), search
+latency p50/p95 over 200 single queries (one at a time, as `retrieve` asks) at 1 search thread, and
+recall@10 against exact search, for several search-time settings (efSearch / nprobe / refinement).
+It also times exact search with the product's own 768-d numpy path at smaller N and the rank fusion
+over all N, to derive where exact search stops being fast enough (rag.index.EXACT_SEARCH_LIMIT).
+
+    nice python bench/scale.py                 # 1M (HNSW build takes minutes; built indexes are cached)
+    python bench/scale.py --n 100000 --quick   # a smoke run
+Results: bench/results/scale.json and scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CACHE = ROOT / "bench" / "cache" / "scale"
+RESULTS = ROOT / "bench" / "results"
+DIM = 256
+LATENT = 48
+CLUSTERS = 2000
+TARGET_P95_MS = 20.0
+TARGET_RECALL = 0.95
+
+
+def synthetic(n: int, dim: int = DIM, seed: int = 0, queries: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(n x dim base vectors, queries x dim query vectors), float32, unit length."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(CLUSTERS, LATENT)).astype(np.float32) * 1.5
+    projection = rng.normal(size=(LATENT, dim)).astype(np.float32) / np.sqrt(LATENT)
+
+    def draw(count: int) -> np.ndarray:
+        out = np.empty((count, dim), dtype=np.float32)
+        step = 100_000
+        for i in range(0, count, step):
+            m = min(step, count - i)
+            latent = centers[rng.integers(0, CLUSTERS, m)] + rng.normal(size=(m, LATENT)).astype(np.float32)
+            block = latent @ projection + 0.15 * rng.normal(size=(m, dim)).astype(np.float32)
+            out[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        return out
+
+    return draw(n), draw(queries)
+
+
+def exact_neighbours(base: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    import faiss
+
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(base)
+    return index.search(queries, k)[1]
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    return float(np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth)]))
+
+
+def time_queries(index, queries: np.ndarray, k: int = 10, warmup: int = 10) -> tuple[np.ndarray, list[float]]:
+    for q in queries[:warmup]:
+        index.search(q[None, :], k)
+    found, times = [], []
+    for q in queries:
+        began = time.perf_counter()
+        _, ids = index.search(q[None, :], k)
+        times.append((time.perf_counter() - began) * 1000)
+        found.append(ids[0])
+    return np.array(found), times
+
+
+def _pct(times: list[float]) -> dict:
+    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
+
+
+def _bytes(index) -> int:
+    import faiss
+
+    return int(faiss.serialize_index(index).nbytes)
+
+
+def _cached(name: str, n: int, build, use_cache: bool):
+    """Build an index once and keep it in bench/cache/scale (the 1M HNSW build takes minutes)."""
+    import faiss
+
+    path = CACHE / f"{name}-{n}.index"
+    if use_cache and path.is_file():
+        began = time.perf_counter()
+        index = faiss.read_index(str(path))
+        meta = json.loads(path.with_suffix(".json").read_text())
+        return index, meta["build_s"], time.perf_counter() - began
+    began = time.perf_counter()
+    index = build()
+    seconds = time.perf_counter() - began
+    if use_cache:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(index, str(path))
+        path.with_suffix(".json").write_text(json.dumps({"build_s": seconds}))
+    return index, seconds, None
+
+
+def run(n: int, quick: bool, use_cache: bool, build_threads: int) -> dict:
+    import faiss
+
+    faiss.omp_set_num_threads(build_threads)
+    t0 = time.perf_counter()
+    base, queries = synthetic(n)
+    gen_s = time.perf_counter() - t0
+    truth = exact_neighbours(base, queries)
+    print(f"generated {n} x {DIM} in {gen_s:.1f} s", file=sys.stderr)
+    results: dict = {"n": n, "dim": DIM, "queries": len(queries), "generation_s": round(gen_s, 1), "types": {}}
+
+    def measure(name: str, index, build_s: float, settings: list[tuple[str, callable]], loaded_s=None):
+        faiss.omp_set_num_threads(1)  # one request = one thread; the other core serves the next request
+        rows = []
+        for label, apply in settings:
+            apply(index)
+            found, times = time_queries(index, queries)
+            rows.append({"setting": label, **_pct(times), "recall_at_10": round(recall_at(found, truth), 4)})
+            print(f"{name} {label}: {rows[-1]}", file=sys.stderr)
+        faiss.omp_set_num_threads(build_threads)
+        size = _bytes(index)
+        results["types"][name] = {"build_s": round(build_s, 1), "load_s": None if loaded_s is None else round(loaded_s, 1),
+                                  "index_bytes": size, "bytes_per_chunk": round(size / n, 1), "settings": rows}  # fmt: skip
+
+    # Flat (exact)
+    flat = faiss.IndexFlatIP(DIM)
+    began = time.perf_counter()
+    flat.add(base)
+    measure("flat", flat, time.perf_counter() - began, [("exact", lambda ix: None)])
+    del flat
+
+    # HNSW, M=32
+    def build_hnsw():
+        index = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.add(base)
+        return index
+
+    hnsw, build_s, loaded = _cached("hnsw32", n, build_hnsw, use_cache)
+    efs = [16, 32, 64, 128] if quick else [16, 32, 48, 64, 96, 128, 256]
+    measure("hnsw32", hnsw, build_s, [(f"efSearch={ef}", _set_ef(ef)) for ef in efs], loaded)
+    del hnsw
+
+    # IVF-PQ: nlist ~ 4*sqrt(N) capped at 4096, trained on a 100k sample
+    nlist = int(min(4096, max(64, 4 * np.sqrt(n))))
+    sample = base[np.random.default_rng(1).choice(n, size=min(n, 100_000), replace=False)]
+    probes = [8, 16, 32, 64] if quick else [8, 16, 32, 64, 128, 256]
+    for m in (32,) if quick else (32, 64):
+        def build_ivfpq(m=m):
+            quantizer = faiss.IndexFlatIP(DIM)
+            index = faiss.IndexIVFPQ(quantizer, DIM, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+            index.train(sample)
+            index.add(base)
+            return index
+
+        ivf, build_s, loaded = _cached(f"ivf{nlist}_pq{m}", n, build_ivfpq, use_cache)
+        measure(f"ivf{nlist}_pq{m}", ivf, build_s, [(f"nprobe={p}", _set_nprobe(p)) for p in probes], loaded)
+        # the same index re-ranked with exact distances over the top k_factor*10 (keeps raw vectors)
+        refined = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(base))
+        settings = [(f"nprobe={p},refine x{f}", _set_refine(p, f)) for p in ([16, 32, 64] if quick else [16, 32, 64, 128])
+                    for f in (4, 10)]  # fmt: skip
+        began = time.perf_counter()
+        measure(f"ivf{nlist}_pq{m}+refine_flat", refined, build_s + (time.perf_counter() - began), settings)
+        del refined, ivf
+
+    results["exact_768"] = exact_768(quick)
+    results["fusion"] = fusion_cost(n)
+    results["choice"] = choose(results)
+    return results
+
+
+def _set_ef(ef):
+    def apply(index):
+        index.hnsw.efSearch = ef
+
+    return apply
+
+
+def _set_nprobe(nprobe):
+    def apply(index):
+        index.nprobe = nprobe
+
+    return apply
+
+
+def _set_refine(nprobe, factor):
+    import faiss
+
+    def apply(index):
+        faiss.downcast_index(index.base_index).nprobe = nprobe
+        index.k_factor = factor
+
+    return apply
+
+
+def exact_768(quick: bool) -> list[dict]:
+    """The product's exact path (numpy `chunk_vectors @ query` at 768-d) by corpus size."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for n in (10_000, 50_000, 100_000) if quick else (10_000, 50_000, 100_000, 200_000, 400_000):
+        vectors = rng.standard_normal((n, 768), dtype=np.float32)
+        query = rng.standard_normal(768, dtype=np.float32)
+        times = []
+        for i in range(60):
+            began = time.perf_counter()
+            vectors @ query
+            if i >= 10:
+                times.append((time.perf_counter() - began) * 1000)
+        rows.append({"n": n, **_pct(times), "bytes_per_chunk": 768 * 4})
+        del vectors
+    return rows
+
+
+def fusion_cost(n: int) -> dict:
+    """Fusion as `retrieve` does it over n chunks: rag.retrieve._fuse (dense + best sentence + BM25)
+    and the stable argsort of all n fused scores, whatever the dense index."""
+    import rag.retrieve as retrieve
+
+    rng = np.random.default_rng(3)
+    dense = rng.random(n, dtype=np.float32)
+    sentence = rng.random(n, dtype=np.float32)
+    lexical = np.where(rng.random(n) < 0.05, rng.random(n, dtype=np.float32) * 10, 0).astype(np.float32)
+    fuse = getattr(retrieve, "_fuse", None)
+    times = []
+    for i in range(12):
+        began = time.perf_counter()
+        fused = fuse(dense, sentence, lexical, retrieve.WEIGHTS) if fuse else dense + sentence + lexical
+        np.argsort(-fused, kind="stable")[:10]
+        if i >= 2:
+            times.append((time.perf_counter() - began) * 1000)
+    return {"n": n, **_pct(times)}
+
+
+def choose(results: dict) -> dict:
+    """The cheapest-in-memory setting meeting p95 <= 20 ms and recall@10 >= 0.95, per type and overall."""
+    ok = []
+    for name, info in results["types"].items():
+        for row in info["settings"]:
+            if row["p95_ms"] <= TARGET_P95_MS and row["recall_at_10"] >= TARGET_RECALL:
+                ok.append((info["bytes_per_chunk"], row["p95_ms"], name, row))
+    if not ok:
+        return {"met": False}
+    bytes_per_chunk, _, name, row = min(ok, key=lambda t: (t[0], t[1]))
+    fastest = min(ok, key=lambda t: t[1])
+    return {"met": True, "smallest": {"type": name, "bytes_per_chunk": bytes_per_chunk, **row},
+            "fastest": {"type": fastest[2], "bytes_per_chunk": fastest[0], **fastest[3]}}  # fmt: skip
+
+
+def markdown(results: dict, meta: dict) -> str:
+    lines = [
+        f"# Scale run: {results['n']:,} synthetic chunks, {results['dim']}-d",
+        "",
+        f"{meta['cores']} cores ({meta['cpu']}), load average at start {meta['load_start']}, commit "
+        f"{meta['commit'][:12]}. Search: 1 thread, {results['queries']} single queries, k=10. "
+        "Timings are wall-clock on a shared machine (noisy).",
+        "",
+        "| index | setting | p50 ms | p95 ms | recall@10 | bytes/chunk | build s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, info in results["types"].items():
+        for row in info["settings"]:
+            flag = " ✓" if row["p95_ms"] <= TARGET_P95_MS and row["recall_at_10"] >= TARGET_RECALL else ""
+            lines.append(f"| {name} | {row['setting']}{flag} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
+                         f"{row['recall_at_10']:.3f} | {info['bytes_per_chunk']:.0f} | {info['build_s']:.0f} |")  # fmt: skip
+    lines += ["", "✓ = meets p95 ≤ 20 ms and recall@10 ≥ 0.95.", "",
+              "Exact search on the product's own path (numpy, 768-d float32):", "",
+              "| chunks | p50 ms | p95 ms |", "|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {r['n']:,} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |" for r in results["exact_768"]]
+    fusion = results["fusion"]
+    lines += ["", f"Fusion (`rag.retrieve._fuse` + argsort) over {fusion['n']:,} chunks: p50 {fusion['p50_ms']:.1f} ms, "
+              f"p95 {fusion['p95_ms']:.1f} ms (it scores and sorts every chunk, whatever the dense index)."]  # fmt: skip
+    choice = results["choice"]
+    if choice.get("met"):
+        s, f = choice["smallest"], choice["fastest"]
+        lines += ["", f"Target met. Smallest: {s['type']} {s['setting']} ({s['bytes_per_chunk']:.0f} B/chunk, "
+                  f"p95 {s['p95_ms']:.2f} ms, recall@10 {s['recall_at_10']:.3f}). Fastest: {f['type']} "
+                  f"{f['setting']} (p95 {f['p95_ms']:.2f} ms, recall@10 {f['recall_at_10']:.3f})."]  # fmt: skip
+    else:
+        lines += ["", "Target NOT met by any measured setting."]
+    return "\n".join(lines) + "\n"
+
+
+def machine_meta() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {"cores": os.cpu_count(), "cpu": cpu, "commit": commit or "unknown",
+            "load_start": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="FAISS index types on synthetic vectors")
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="fewer settings")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild indexes instead of loading them")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for building")
+    parser.add_argument("--name", default=None, help="result name (default: scale, or scale-<n>)")
+    args = parser.parse_args(argv)
+    meta = machine_meta()
+    results = run(args.n, args.quick, not args.no_cache, args.threads)
+    results["meta"] = {**meta, "load_end": [round(x, 2) for x in os.getloadavg()]}
+    name = args.name or ("scale" if args.n == 1_000_000 else f"scale-{args.n}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(results, meta))
+    print(markdown(results, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

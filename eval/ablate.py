@@ -1,0 +1,62 @@
+"""Ablations behind the retrieval and answer choices: `python eval/ablate.py [--split dev]`.
+
+Runs the eval set once per configuration (the query embeddings are cached after the first) and
+prints recall and answer metrics side by side, so each design choice can be re-checked by anyone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag import lexical  # noqa: E402
+from rag.evaluate import filter_split, load_questions, score  # noqa: E402
+from rag.pipeline import Assistant, ask_batch  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+CONFIGS = {
+    "dense only": {"fusion_weights": (1.0, 0.0, 0.0)},
+    "best sentence only": {"fusion_weights": (0.0, 1.0, 0.0)},
+    "BM25 only": {"fusion_weights": (0.0, 0.0, 1.0)},
+    "dense + BM25": {"fusion_weights": (1.0, 0.0, 0.15)},
+    "dense + sentence": {"fusion_weights": (1.0, 1.0, 0.0)},
+    "chosen: dense + sentence + BM25": {},
+    "chosen, BM25 weight 0.3": {"fusion_weights": (1.0, 1.0, 0.3)},
+    "chosen, no date lift": {"date_bonus": 0.0},
+    "chosen, no compound splitting": {"_patch": (lexical, "_compound_parts", lambda *a, **k: [])},
+}
+COLUMNS = ("recall_1", "recall_5", "mrr_10", "containment", "citation_support", "abstention_accuracy",
+           "false_refusal_rate")  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=Path, default=ROOT / "eval/questions.jsonl")
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--index", type=Path, default=ROOT / "index")
+    args = parser.parse_args(argv)
+    rows = filter_split(load_questions(args.questions)[0], args.split)
+    base = Settings.from_env(index_dir=args.index)
+    assistant = Assistant(base)
+    print("| configuration | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for name, change in CONFIGS.items():
+        change = dict(change)
+        patch = change.pop("_patch", None)
+        assistant.settings = base.replace(**change)
+        assistant.index._lexical = None  # BM25 is rebuilt under each configuration's patch
+        with mock.patch.object(*patch) if patch else contextlib.nullcontext():
+            report = score(rows, list(ask_batch(rows, assistant.settings, progress=False, assistant=assistant)))
+        values = [getattr(report.overall, c) for c in COLUMNS]
+        print(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,314 @@
+"""Retrieval (filters, dates in questions) and extractive answers over the real reports, FakeEmbedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import FakeEmbedder
+
+from rag.answer import NO_ANSWER
+from rag.documents import read_documents
+from rag.errors import InputError
+from rag.index import build_index, load_index
+from rag.pipeline import Assistant
+from rag.question import Kind, expected_kind, has_kind, is_english
+from rag.retrieve import Filters, question_dates, retrieve
+from rag.settings import Settings
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+D000, D001, D002, D003, D004 = sorted(p.name for p in DATA.iterdir())
+QUESTIONS = [
+    "Vem är ny ekonomichef?",
+    "Hur många Tyresöbor kom till informationsmötet om familjehem?",
+    "Hur många personer deltog i företagarfrukosten?",
+    "Vad hände i maj 2017?",
+    "Vilka organisatoriska placeringar får enheterna?",
+    "Vad är IPv6?",
+    "Vem höll i krisövningen Henning?",
+    "How many people came to the information meeting?",
+]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Settings:
+    root = tmp_path_factory.mktemp("retrieve")
+    settings = Settings(data_dir=DATA, index_dir=root / "index", cache_dir=root / "cache",
+                        feedback_log=root / "feedback.jsonl", abstain_threshold=float("-inf"))  # fmt: skip
+    build_index(settings, FakeEmbedder(), progress=False)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def index(base):
+    return load_index(base)
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return {d.id: d for d in read_documents(DATA)[0]}
+
+
+def ask(settings: Settings, question: str, **kwargs):
+    return Assistant(settings, embedder=FakeEmbedder()).ask(question, **kwargs)
+
+
+def hits_for(index, question: str, k: int = 1000, filters: Filters | None = None, vector_of: str | None = None):
+    vector = FakeEmbedder().encode_queries([vector_of or question])[0]
+    return retrieve(question, vector, index, k=k, filters=filters)
+
+
+# -- filters -----------------------------------------------------------------------------------
+
+
+def test_date_range_filter_returns_only_the_2017_report(index):
+    hits = hits_for(index, "Vad hände med ekonomin?", filters=Filters(date_from="2017", date_to="2017-12"))
+    assert {h.chunk.doc_id for h in hits} == {D002}
+    assert sorted(h.number for h in hits) == [i for i, c in enumerate(index.chunks) if c.doc_id == D002]
+
+
+def test_date_range_filter_with_days_includes_a_report_dated_by_month(index):
+    """The docstring's promise: a report dated "2017-05" is within 2017-05-01 .. 2017-05-31."""
+    hits = hits_for(index, "Vad hände?", filters=Filters(date_from="2017-05-01", date_to="2017-05-31"))
+    assert {h.chunk.doc_id for h in hits} == {D002}
+
+
+def test_date_from_only_and_date_to_only(index):
+    assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_from="2015"))} == {D000, D002}
+    assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_to="2014-02"))} == {D003}
+    assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_to="2014"))} == {D001, D003}
+
+
+def test_undated_report_is_outside_every_date_range(index):
+    hits = hits_for(index, "krisövning", filters=Filters(date_from="1900", date_to="2100"))
+    assert D004 not in {h.chunk.doc_id for h in hits}
+    assert {h.chunk.doc_id for h in hits} == {D000, D001, D002, D003}
+
+
+def test_doc_id_filter(index):
+    hits = hits_for(index, "Vem är ny ekonomichef?", filters=Filters(doc_ids=(D003, D004)))
+    assert {h.chunk.doc_id for h in hits} == {D003, D004}
+    assert len(hits) == sum(c.doc_id in (D003, D004) for c in index.chunks)
+
+
+def test_filter_matching_nothing_abstains_with_no_passages(base):
+    answer = ask(base, "Vem är ny ekonomichef?", filters=Filters(date_from="2030"))
+    assert (answer.answered, answer.text, answer.citations, answer.passages) == (False, NO_ANSWER, (), ())
+
+
+@pytest.mark.parametrize("value", ["maj", "2017-5", "17", "2017/05", "maj 2017", ""])
+def test_invalid_date_raises_input_error(value):
+    with pytest.raises(InputError):
+        Filters(date_from=value)
+    with pytest.raises(InputError):
+        Filters(date_to=value)
+
+
+# -- dates named in the question -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Vad hände i maj 2017?", ({"2017"}, {5})),
+    ("Vad hände i maj?", (set(), {5})),
+    ("Vad hände 2014?", ({"2014"}, set())),
+    ("Vad hände i oktober och november 2015?", ({"2015"}, {10, 11})),
+    ("What happened in May 2017?", ({"2017"}, {5})),
+    ("What may happen to the budget?", (set(), set())),
+    ("What happened in March?", (set(), {3})),
+    ("Hur många av 1200 platser?", (set(), set())),
+])  # fmt: skip
+def test_question_dates(question, expected):
+    assert question_dates(question) == expected
+
+
+def test_year_in_question_decides_between_identical_reports(tmp_path):
+    """Two reports with the same text, 2014 and 2017: only the year in the question tells them apart."""
+    text = "Södertörns rådslag hölls på slottet. Temat var attraktivitet och tillväxt."
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in [
+        {"id": "r2014", "title": "Rapport", "date": "2014-03", "text": text},
+        {"id": "r2017", "title": "Rapport", "date": "2017-05", "text": text},
+    ]) + "\n", encoding="utf-8")  # fmt: skip
+    settings = Settings(data_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
+    build_index(settings, FakeEmbedder(), progress=False)
+    index = load_index(settings)
+    # One query vector for all questions: the difference comes from the date in the question alone.
+    assert hits_for(index, "Södertörns rådslag 2014", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2014"
+    assert hits_for(index, "Södertörns rådslag 2017", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2017"
+    assert hits_for(index, "Södertörns rådslag i maj", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2017"
+    assert hits_for(index, "Södertörns rådslag i mars", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2014"
+    plain = {h.chunk.doc_id: h.score for h in hits_for(index, "Södertörns rådslag", vector_of="Södertörns rådslag")}
+    lifted = {h.chunk.doc_id: h.score for h in hits_for(index, "Södertörns rådslag 2014",
+                                                        vector_of="Södertörns rådslag")}  # fmt: skip
+    assert lifted["r2014"] - plain["r2014"] == pytest.approx(Settings().date_bonus)
+    assert lifted["r2017"] == pytest.approx(plain["r2017"])
+
+
+def test_year_in_question_lifts_that_years_report(index):
+    def rank(question, doc_id):
+        return next(i for i, h in enumerate(hits_for(index, question)) if h.chunk.doc_id == doc_id)
+
+    # 001 (2014) plans "Södertörns Rådslag 2014"; 002 (2017) reports the 2017 rådslag.
+    assert rank("Södertörns rådslag 2014", D001) < rank("Södertörns rådslag 2017", D001)
+    assert hits_for(index, "Södertörns rådslag 2017")[0].chunk.date[:4] == "2017"
+    assert hits_for(index, "Södertörns rådslag 2017")[0].chunk.section == "Södertörns rådslag"
+
+
+# -- answers -----------------------------------------------------------------------------------
+
+
+def _check_citations(answer, documents, index):
+    assert answer.citations
+    for n, citation in enumerate(answer.citations, 1):
+        chunk = citation.hit.chunk
+        text = documents[chunk.doc_id].text
+        assert citation.n == n
+        assert text[citation.start : citation.end] == citation.quote
+        assert chunk.start <= citation.start < citation.end <= chunk.end
+        starts = {s for s, _ in chunk.sentences}
+        ends = {e for _, e in chunk.sentences}
+        assert citation.start in starts and citation.end in ends  # whole sentences
+    assert answer.text == " ".join(f"{c.quote} [{c.n}]" for c in answer.citations)
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_quotes_are_verbatim_document_text(base, documents, index, question):
+    answer = ask(base, question)
+    assert answer.answered
+    _check_citations(answer, documents, index)
+    assert len(answer.passages) == 10
+
+
+def test_known_answers(base, documents, index):
+    answer = ask(base, "Vem är ny ekonomichef?")
+    assert answer.citations[0].hit.chunk.doc_id == D002
+    assert "Torstein Tysklind" in answer.citations[0].quote
+    answer = ask(base, "Hur många Tyresöbor kom till informationsmötet om familjehem?")
+    assert answer.citations[0].hit.chunk.doc_id == D000
+    assert answer.citations[0].quote.startswith("Ett 70-tal Tyresöbor kom till informationsmöte")
+
+
+def _sentence_count(index, citation) -> int:
+    return sum(citation.start <= s and e <= citation.end for s, e in citation.hit.chunk.sentences)
+
+
+@pytest.mark.parametrize("max_words", [5, 12, 30, 50])
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_answer_word_limit(base, index, question, max_words):
+    answer = ask(base.replace(max_answer_words=max_words), question)
+    for citation in answer.citations:
+        # a single sentence is quoted whole; more than one only within the limit
+        assert _sentence_count(index, citation) == 1 or len(citation.quote.split()) <= max_words
+        assert _sentence_count(index, citation) <= base.max_answer_sentences
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_one_sentence_answers(base, index, question):
+    answer = ask(base.replace(max_answer_sentences=1), question)
+    assert all(_sentence_count(index, c) == 1 for c in answer.citations)
+
+
+def test_list_intro_brings_its_items(base):
+    answer = ask(base.replace(max_answer_sentences=3, max_answer_words=60),
+                 "Vilka organisatoriska placeringar får enheterna?")  # fmt: skip
+    quote = answer.citations[0].quote
+    if quote.rstrip().endswith("placeringar:"):
+        pytest.fail("a quote ending in a list intro must continue with the list")
+    assert "följande organisatoriska placeringar:\n\n- Ekonomiservice och upphandling ingår i ekonomiavdelningen" in quote
+
+
+def test_abstains_above_the_threshold(base):
+    answer = ask(base.replace(abstain_threshold=100.0), "Vem är ny ekonomichef?")
+    assert answer.answered is False
+    assert answer.text == NO_ANSWER
+    assert answer.citations == ()
+    assert len(answer.passages) >= 10
+    assert answer.confidence < 100.0
+    assert answer.passages[0].chunk.doc_id == D002
+
+
+def test_passage_count(base):
+    assert len(ask(base, "Vem är ny ekonomichef?").passages) == 10
+    assert len(ask(base, "Vem är ny ekonomichef?", k=3).passages) == 10
+    assert len(ask(base, "Vem är ny ekonomichef?", k=25).passages) == 25
+    scores = [h.score for h in ask(base, "Vem är ny ekonomichef?", k=25).passages]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t"])
+def test_empty_question_raises_input_error(base, question):
+    with pytest.raises(InputError) as error:
+        ask(base, question)
+    assert "Skriv en fråga" in str(error.value)
+
+
+def test_too_long_question_raises_input_error(base):
+    with pytest.raises(InputError) as error:
+        ask(base, "x" * 100_000)
+    assert "för lång" in str(error.value) and "100000" in str(error.value)
+
+
+def test_confidence_is_deterministic(base):
+    a, b = ask(base, "Vem är ny ekonomichef?"), ask(base, "Vem är ny ekonomichef?")
+    assert a.confidence == b.confidence and a.citations == b.citations
+    assert np.isfinite(a.confidence)
+
+
+# -- what a question asks for --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("Hur många personer deltog?", Kind.NUMBER),
+    ("How many people took part?", Kind.NUMBER),
+    ("Hur gammal är kommunhuset?", Kind.NUMBER),
+    ("Vad kostade projektet?", Kind.MONEY),
+    ("Hur mycket pengar fick kommunen?", Kind.MONEY),
+    ("How much did it cost?", Kind.MONEY),
+    ("Hur stor andel av samtalen besvarades?", Kind.SHARE),
+    ("Hur många procent besvarades?", Kind.SHARE),
+    ("När genomfördes krisövningen?", Kind.TIME),
+    ("Vilken dag hålls mötet?", Kind.TIME),
+    ("Vad heter ekonomichefen?", Kind.NAME),
+    ("What is the name of the new finance director?", Kind.NAME),
+    ("Vilket telefonnummer har servicecenter?", Kind.CONTACT),
+    ("Vem är ny ekonomichef?", None),
+    ("Vad är IPv6?", None),
+])  # fmt: skip
+def test_expected_kind(question, kind):
+    assert expected_kind(question) is kind
+
+
+@pytest.mark.parametrize("text, kind, question, expected", [
+    ("46 personer lämnade intresseanmälan.", Kind.NUMBER, "", True),
+    ("Ett 70-tal Tyresöbor kom till mötet.", Kind.NUMBER, "", True),
+    ("Tre personer deltog.", Kind.NUMBER, "", True),
+    ("Tisdag den 22 maj genomfördes en krisövning.", Kind.NUMBER, "", False),
+    ("Tyresö får full ersättning för 2012.", Kind.NUMBER, "Hur mycket fick kommunen för 2012?", False),
+    ("Mötet började kl 16.00 via telefon.", Kind.NUMBER, "", False),
+    ("Mötet började 16:00 via telefon.", Kind.NUMBER, "", False),
+    ("Budgeten är 2,4 miljoner kronor.", Kind.MONEY, "", True),
+    ("Budgeten är klar.", Kind.MONEY, "", False),
+    ("Andelen steg från 35 procent till 48 procent.", Kind.SHARE, "", True),
+    ("Han tillträder tjänsten den 7 augusti.", Kind.TIME, "", True),
+    ("Tisdag den 22 maj genomfördes en krisövning.", Kind.TIME, "", True),
+    ("Efter rekryteringen har Torstein Tysklind tillsatts.", Kind.NAME, "Vad heter ekonomichefen?", True),
+    ("Tyresö kommun har en ny chef.", Kind.NAME, "Vad heter Tyresös chef?", False),
+    ("Chefen för Tyresö har slutat.", Kind.NAME, "Vad heter Tyresös chef?", False),
+    ("Skicka e-post till info@tyreso.se.", Kind.CONTACT, "", True),
+    ("Ring servicecenter på 08-578 291 00.", Kind.CONTACT, "", True),
+    ("Vad som helst.", None, "", True),
+])  # fmt: skip
+def test_has_kind(text, kind, question, expected):
+    assert has_kind(text, kind, question) is expected
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("How many people took part?", True),
+    ("Who is the new finance director?", True),
+    ("Vem är ny ekonomichef?", False),
+    ("What did the meeting cost?", True),
+])  # fmt: skip
+def test_is_english(question, expected):
+    assert is_english(question) is expected
