@@ -6,6 +6,7 @@ and the spans of its sentences, which the answer stage quotes from.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +16,7 @@ from rag.errors import ConfigError
 from rag.sentences import split_sentences
 
 Span = tuple[int, int]
+_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,46 +58,53 @@ def chunk_document(
         )
     chunks: list[Chunk] = []
     for section in doc.sections:
-        spans = _bounded_spans(doc.text, split_sentences(doc.text, section.start, section.end), max_tokens)
-        for window in _windows(doc.text, spans, max_tokens, overlap):
-            for piece in _fit(doc, section.heading, window, fits):
-                chunks.append(_make_chunk(doc, section.heading, piece, len(chunks)))
+        accept = _acceptor(doc, section.heading, max_tokens, fits)
+        spans = _bounded_spans(doc.text, split_sentences(doc.text, section.start, section.end), accept)
+        for window in _windows(doc.text, spans, overlap, accept):
+            chunks.append(_make_chunk(doc, section.heading, window, len(chunks)))
     return chunks
 
 
-def _bounded_spans(text: str, spans: list[Span], max_tokens: int) -> list[Span]:
-    """Split any sentence longer than the budget at word boundaries."""
+def _acceptor(doc: Document, heading: str, max_tokens: int, fits) -> Callable[[list[Span]], bool]:
+    """Whether a run of sentences makes an acceptable chunk: within the token budget as one text
+    (sums of sentence counts undercount), and short enough for the model's own tokenizer."""
+
+    def accept(window: list[Span]) -> bool:
+        if count_tokens(doc.text[window[0][0] : window[-1][1]]) > max_tokens:
+            return False
+        return fits is None or fits(_make_chunk(doc, heading, window, 0))
+
+    return accept
+
+
+def _bounded_spans(text: str, spans: list[Span], accept) -> list[Span]:
+    """Split any sentence that is not acceptable on its own at word boundaries."""
     out: list[Span] = []
-    for start, end in spans:
-        if count_tokens(text[start:end]) <= max_tokens:
-            out.append((start, end))
-        else:
-            out.extend(_split_long(text, start, end, max_tokens))
+    for span in spans:
+        out.extend([span] if accept([span]) else _split_long(text, *span, accept))
     return out
 
 
-def _split_long(text: str, start: int, end: int, max_tokens: int) -> list[Span]:
-    pieces, piece_start, pos = [], start, start
-    while pos < end:
-        next_space = text.find(" ", pos + 1, end)
-        word_end = end if next_space == -1 else next_space
-        if pos > piece_start and count_tokens(text[piece_start:word_end]) > max_tokens:
-            pieces.append((piece_start, pos))
-            piece_start = pos + 1 if text[pos] == " " else pos
-        pos = word_end
-    pieces.append((piece_start, end))
-    return [p for p in pieces if p[1] > p[0]]
+def _split_long(text: str, start: int, end: int, accept) -> list[Span]:
+    """Greedy word runs that are each acceptable (a single over-long word stands alone)."""
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text, start, end)]
+    pieces: list[Span] = []
+    first = 0
+    for last in range(1, len(words) + 1):
+        if last == len(words) or not accept([(words[first][0], words[last][1])]):
+            pieces.append((words[first][0], words[last - 1][1]))
+            first = last
+    return pieces
 
 
-def _windows(text: str, spans: list[Span], max_tokens: int, overlap: int) -> list[list[Span]]:
+def _windows(text: str, spans: list[Span], overlap: int, accept) -> list[list[Span]]:
     """Greedy packing of sentences; each window repeats up to `overlap` tokens of the previous one."""
     sizes = [count_tokens(text[s:e]) for s, e in spans]
     windows: list[list[Span]] = []
     i = 0
     while i < len(spans):
-        j, used = i, 0
-        while j < len(spans) and (j == i or used + sizes[j] <= max_tokens):
-            used += sizes[j]
+        j = i + 1
+        while j < len(spans) and accept(spans[i : j + 1]):
             j += 1
         windows.append(spans[i:j])
         if j >= len(spans):
@@ -104,16 +113,11 @@ def _windows(text: str, spans: list[Span], max_tokens: int, overlap: int) -> lis
         while back - 1 > i and carried + sizes[back - 1] <= overlap:
             back -= 1
             carried += sizes[back]
+        # The next window must reach a new sentence; give up overlap that would crowd it out.
+        while back < j and not accept(spans[back : j + 1]):
+            back += 1
         i = back
     return windows
-
-
-def _fit(doc: Document, heading: str, window: list[Span], fits) -> list[list[Span]]:
-    """Halve a window until the embedder accepts it (the model's own tokens may outnumber ours)."""
-    if fits is None or fits(_make_chunk(doc, heading, window, 0)) or len(window) == 1:
-        return [window]
-    middle = len(window) // 2
-    return _fit(doc, heading, window[:middle], fits) + _fit(doc, heading, window[middle:], fits)
 
 
 def _make_chunk(doc: Document, heading: str, window: list[Span], number: int) -> Chunk:

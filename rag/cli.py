@@ -16,13 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    settings = Settings.from_env(
-        index_dir=getattr(args, "index", None),
-        k=getattr(args, "k", None),
-        generator=getattr(args, "generator", None),
-        model=getattr(args, "model", None),
-    )
     try:
+        settings = Settings.from_env(
+            index_dir=getattr(args, "index", None),
+            k=getattr(args, "k", None),
+            generator=getattr(args, "generator", None),
+            model=getattr(args, "model", None),
+        )
         return args.run(args, settings)
     except RagError as error:
         print(f"Fel: {error}", file=sys.stderr)
@@ -107,7 +107,7 @@ def _ask(args, settings: Settings) -> int:
     assistant = Assistant(settings)
     if args.batch:
         return _ask_batch(args, settings, assistant, ask_batch)
-    if not args.question:
+    if args.question is None:
         print("Fel: skriv en fråga, eller använd --batch FIL --out FIL.", file=sys.stderr)
         return 2
     filters = Filters(args.date_from, args.date_to, tuple(args.doc))

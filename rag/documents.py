@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rag.sections import Section, parse_report
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".md", ".pdf", ".docx")
+_ISO_DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,20 +128,39 @@ def _docx_text(file: Path) -> str:
 
 def _read_jsonl(path: Path) -> tuple[list[Document], list[Skipped]]:
     """A corpus of {"id","title","text"} rows; text is kept verbatim so given offsets stay valid."""
-    documents, skipped = [], []
+    documents, skipped, seen = [], [], set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            doc_id, title, text = str(row["id"]), str(row.get("title") or ""), str(row["text"])
+            doc_id, title, text = str(row["id"]), str(row.get("title") or ""), row["text"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             skipped.append(Skipped(f"{path}:{number}", f"not a valid row: {error}"))
             continue
+        problem = _row_problem(doc_id, text, seen)
+        if problem:
+            skipped.append(Skipped(f"{path}:{number}", problem))
+            continue
+        seen.add(doc_id)
         documents.append(_jsonl_document(doc_id, title, text, row))
     for item in skipped:
         log.warning("Skipped %s: %s", item.source, item.reason)
     return documents, skipped
+
+
+def _row_problem(doc_id: str, text, seen: set[str]) -> str | None:
+    if not isinstance(text, str) or not text.strip():
+        return "its text is missing or empty"
+    if doc_id in seen:
+        return f"duplicate id {doc_id!r} (the first row with it is kept)"
+    return None
+
+
+def _iso_or_none(value) -> str | None:
+    """A row's date if it is ISO (YYYY, YYYY-MM or YYYY-MM-DD); anything else is ignored."""
+    text = str(value or "")
+    return text if _ISO_DATE.match(text) else None
 
 
 def _jsonl_document(doc_id: str, title: str, text: str, row: dict) -> Document:
@@ -148,7 +169,7 @@ def _jsonl_document(doc_id: str, title: str, text: str, row: dict) -> Document:
     return Document(
         id=doc_id,
         title=title or doc_id,
-        date=row.get("date"),
+        date=_iso_or_none(row.get("date")),
         diarienummer=row.get("diarienummer"),
         text=text,
         sections=(section,),

@@ -43,6 +43,9 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = query_cache_size
+        self._query_encoder = None
+        self._query_lock = threading.Lock()
+        self.query_backend: str | None = None  # the backend in use, once the first question is encoded
 
     @property
     def model(self):
@@ -51,6 +54,17 @@ class SentenceTransformerEmbedder:
                 if self._model is None:
                     self._model = _load(self.settings)
         return self._model
+
+    @property
+    def query_encoder(self):
+        """encode(texts) -> query vectors, by settings.query_backend (rag/quantize.py); built once."""
+        if self._query_encoder is None:
+            with self._query_lock:  # not self._lock: loading the model takes that one
+                if self._query_encoder is None:
+                    from rag.quantize import query_encoder
+
+                    self._query_encoder, self.query_backend = query_encoder(self.settings, lambda: self.model)
+        return self._query_encoder
 
     @property
     def dim(self) -> int:
@@ -65,7 +79,7 @@ class SentenceTransformerEmbedder:
         """Normalized query vectors; repeated questions come from a small LRU cache."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            vectors = self.model.encode_query(missing, normalize_embeddings=True, convert_to_numpy=True)
+            vectors = self.query_encoder(missing)
             for text, vector in zip(missing, vectors):
                 self._remember(text, vector.astype(np.float32))
         return np.stack([self._cache[t] for t in texts])

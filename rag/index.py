@@ -28,6 +28,9 @@ from rag.errors import IndexMismatchError, IndexNotFoundError, InputError
 from rag.settings import Settings
 
 FORMAT_VERSION = 1
+# Bump when parsing, sentence splitting or chunking changes what gets indexed: `rag index` then
+# rebuilds instead of calling an index of the same files up to date (unchanged text keeps its vectors).
+PIPELINE_VERSION = 2
 EXACT_SEARCH_LIMIT = 200_000  # below this many chunks exact search is fast enough (see bench/)
 _KEEP_VERSIONS = 2
 
@@ -132,6 +135,8 @@ def build_index(
                            0, 0, tuple(skipped), True, time.perf_counter() - began)  # fmt: skip
     reusable = _reusable_vectors(previous, fingerprint)
     chunks = _chunk_all(documents, settings, embedder, reusable)
+    if not chunks:
+        raise InputError(f"The reports in {data or settings.data_dir} hold no text to index.")
     sentences, chunk_sentence_ids = _sentences_of(chunks)
     chunk_vectors, new_chunks = _vectors(
         [_context(c) for c in chunks], [c.text for c in chunks], embedder, reusable, progress, "passager"
@@ -177,6 +182,7 @@ def current_version(index_dir: Path) -> str | None:
 def _manifest_head(settings: Settings, fingerprint: dict, documents: list[Document]) -> dict:
     return {
         "format_version": FORMAT_VERSION,
+        "pipeline_version": PIPELINE_VERSION,
         "model": fingerprint,
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,

@@ -6,6 +6,7 @@ words of the corpus also yields those halves, so "försörjningsstöd" still fin
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -29,6 +30,10 @@ def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_SWEDISH
 
     return frozenset(STOPWORDS_SWEDISH)
+
+
+def stem(word: str) -> str:
+    return _stemmer().stemWord(word)
 
 
 def words(text: str) -> list[str]:
@@ -96,6 +101,7 @@ class LexicalIndex:
 
         vocabulary = vocabulary_of(texts)
         corpus = [stems(t, vocabulary) or ["<empty>"] for t in texts]
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG to stderr
         bm25 = bm25s.BM25()
         bm25.index(corpus, show_progress=False)
         return cls(bm25, vocabulary, _idf(corpus), len(texts))

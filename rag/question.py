@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from enum import Enum
 
+from rag.lexical import stem
+
 _NUMBER_WORDS = (
     r"två|tre|fyra|fem|sex|sju|åtta|nio|tio|elva|tolv|tjugo|trettio|fyrtio|femtio|hundra|tusen|"
     r"miljon\w*|miljard\w*|dussin|\d+-tal|hälften|var\s+tredje|var\s+fjärde"
@@ -41,12 +43,12 @@ _ASKS: list[tuple[Kind, re.Pattern]] = [
 ]
 
 _HAS: dict[Kind, re.Pattern] = {
-    Kind.CONTACT: re.compile(r"@|\b\d{2,4}[- ]\d{2,3}[ ]?\d{2}[ ]?\d{2}\b|www\.|https?://"),
+    Kind.CONTACT: re.compile(r"@|\b0\d{1,3}[- ]?\d{2,3}(?:[ ]?\d{2,3}){1,3}\b|www\.|https?://"),
     Kind.MONEY: re.compile(r"\d[\d  ,.]*\s*(kr\b|kronor|mnkr|mkr|tkr|miljoner|miljarder|sek\b)", re.I),
     Kind.SHARE: re.compile(r"procent|%|\bhälften\b|\bvar (tredje|fjärde|femte|tionde)\b|\d+ av \d+", re.I),
     # A number that is not a year or a day of a month ("22 maj") and not a clock time.
     Kind.NUMBER: re.compile(
-        rf"\b(?!(19|20)\d\d\b)\d+(?:[,.]\d+)?(?!\s*(?:{_MONTH_WORDS})\b)(?![.:]\d)\b|\b({_NUMBER_WORDS})\b", re.I
+        rf"(?<![.:,\d])(?<!kl )(?<!kl\. )\b(?!(19|20)\d\d\b)\d+(?:[,.]\d+)?(?!\s*(?:{_MONTH_WORDS})\b)(?![.:]\d)\b|\b({_NUMBER_WORDS})\b", re.I
     ),
     Kind.TIME: re.compile(rf"\b(\d{{4}}|{_MONTH_WORDS}|({_WEEKDAYS})\w*|kl\.?\s*\d|\d{{1,2}}[.:]\d{{2}}|i (år|höstas|våras|vintras|somras))\b", re.I),
     Kind.NAME: re.compile(r"(?<=[a-zåäö,] )[A-ZÅÄÖ][a-zåäöé]+(?:[ -][A-ZÅÄÖ][a-zåäöé]+)*"),
@@ -76,8 +78,10 @@ def has_kind(text: str, kind: Kind | None, question: str = "") -> bool:
     """
     if kind is None:
         return True
-    asked = {w.lower() for w in _TOKEN.findall(question)}
-    masked = _TOKEN.sub(lambda m: "_" if m.group().lower() in asked else m.group(), text)
+    words = [w.lower() for w in _TOKEN.findall(question)]
+    # Genitive s ("Tyresös") is not removed by the stemmer after a vowel.
+    asked = {stem(w) for w in words} | {stem(w[:-1]) for w in words if w.endswith("s") and len(w) > 3}
+    masked = _TOKEN.sub(lambda m: "_" if stem(m.group().lower()) in asked else m.group(), text)
     return bool(_HAS[kind].search(masked))
 
 

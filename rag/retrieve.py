@@ -112,12 +112,12 @@ def _allowed(index: Index, filters: Filters | None) -> np.ndarray:
 
 
 def _date_within(date: str | None, filters: Filters) -> bool:
-    """Compare ISO prefixes, so a report dated "2017-05" is within 2017 .. 2017-05-31."""
+    """Compare at the coarser of the two precisions, so "2017-05" is within 2017-05-01 .. 2017-05-31."""
     if date is None:
         return False
     low = filters.date_from or "0000"
     high = filters.date_to or "9999"
-    return date[: len(low)] >= low and date[: len(high)] <= high
+    return date[: len(low)] >= low[: len(date)] and date[: len(high)] <= high[: len(date)]
 
 
 def question_dates(question: str) -> tuple[set[str], set[int]]:

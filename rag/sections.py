@@ -55,9 +55,13 @@ def parse_report(raw: str, fallback_title: str = "") -> ParsedReport:
     """Parse one report's raw text."""
     lines = _clean_lines(raw)
     title_at = _find_title(lines)
-    front = [line.text for line in lines[:title_at]]
-    title = lines[title_at].text if title_at < len(lines) else fallback_title
-    body = _drop_signature(lines[title_at + 1 :])
+    if title_at is None:
+        front = [line.text for line in lines if _is_metadata(line.text)]
+        title, body = fallback_title, [line for line in lines if not _is_metadata(line.text)]
+    else:
+        front = [line.text for line in lines[:title_at]]
+        title, body = lines[title_at].text, lines[title_at + 1 :]
+    body = _drop_signature(body)
     blocks = _blocks(body)
     text, sections = _assemble(title, blocks)
     diarienummer = _diarienummer(front)
@@ -78,15 +82,20 @@ def _clean_lines(raw: str) -> list[_Line]:
     return out
 
 
-def _find_title(lines: list[_Line]) -> int:
-    """The title: the first markdown heading or line naming a report type, else the first line."""
+def _find_title(lines: list[_Line]) -> int | None:
+    """The title line: one naming a report type near the top, or a markdown heading that opens the
+    text. None when there is neither; then the caller uses the file name and keeps every line."""
     for i, line in enumerate(lines[:25]):
-        if line.heading or (_TITLE_HINT.search(line.text) and len(line.text) <= 100):
+        if _TITLE_HINT.search(line.text) and len(line.text) <= 100:
             return i
-    for i, line in enumerate(lines):
-        if not (_DATE_LINE.match(line.text) or _DNR.match(line.text) or line.text == "Diarienummer"):
-            return i
-    return 0
+    first = next((i for i, line in enumerate(lines) if not _is_metadata(line.text)), None)
+    if first is not None and lines[first].heading and not any(l.heading for l in lines[first + 1 : first + 2]):
+        return first
+    return None
+
+
+def _is_metadata(text: str) -> bool:
+    return bool(_DATE_LINE.match(text) or _DNR.match(text)) or text == "Diarienummer"
 
 
 def _drop_signature(lines: list[_Line]) -> list[_Line]:

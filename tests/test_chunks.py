@@ -7,11 +7,14 @@ embedding model accepts.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from fakes import FakeEmbedder
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from rag.chunks import Chunk, chunk_document, count_tokens
 from rag.documents import Document, read_documents
@@ -25,12 +28,57 @@ TITLE = "Kommundirektörens rapport maj 2017"
 
 # -- generated documents -----------------------------------------------------------------------
 
-WORDS = (
-    "kommunen Tyresö förskola budget och att med för samverkan försörjningsstödsenheten 2,4 procent "
-    "70-tal bl.a. t.ex. kap. år ökad säkerhet e-post Södertörn arbetsmarknadsnämnden är i på över "
-    "krisledningsgruppen ”tabletop-övning” (bilaga) 2012 nr 16.00 kl. m.m. s.k. Öppet Ålder ändå "
-    "IT-avdelningen medborgarna servicecenter 62:a 1 maj Bo lokaler ska har kommer"
-).split()
+WORDS = [
+    "kommunen",
+    "Tyresö",
+    "förskola",
+    "budget",
+    "och",
+    "att",
+    "med",
+    "för",
+    "samverkan",
+    "försörjningsstödsenheten",
+    "2,4",
+    "procent",
+    "70-tal",
+    "bl.a.",
+    "t.ex.",
+    "kap.",
+    "år",
+    "ökad",
+    "säkerhet",
+    "e-post",
+    "Södertörn",
+    "arbetsmarknadsnämnden",
+    "är",
+    "i",
+    "på",
+    "över",
+    "krisledningsgruppen",
+    "”tabletop-övning”",
+    "(bilaga)",
+    "2012",
+    "nr",
+    "16.00",
+    "kl.",
+    "m.m.",
+    "s.k.",
+    "Öppet",
+    "Ålder",
+    "ändå",
+    "IT-avdelningen",
+    "medborgarna",
+    "servicecenter",
+    "62:a",
+    "1",
+    "maj",
+    "Bo",
+    "lokaler",
+    "ska",
+    "har",
+    "kommer",
+]
 LONG_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzåäö", min_size=40, max_size=160)
 WORD = st.one_of(st.sampled_from(WORDS), st.sampled_from(WORDS), st.sampled_from(WORDS), LONG_WORD)
 
@@ -117,7 +165,7 @@ def check_coverage(doc: Document, chunks: list[Chunk]) -> None:
         assert chunk.section == section.heading
         spans = chunk.sentences
         assert spans and spans[0][0] == chunk.start and spans[-1][1] == chunk.end
-        for (_, e1), (s2, _) in zip(spans, spans[1:]):
+        for (_, e1), (s2, _) in pairwise(spans):
             assert e1 <= s2
         for s, e in spans:
             assert chunk.start <= s < e <= chunk.end
@@ -140,7 +188,7 @@ def check_budget(chunks: list[Chunk], max_tokens: int) -> None:
 
 def check_overlap(doc: Document, chunks: list[Chunk], overlap: int) -> None:
     """Neighbours in one section share at most `overlap` tokens of sentences: the first's end, the second's start."""
-    for first, second in zip(chunks, chunks[1:]):
+    for first, second in pairwise(chunks):
         assert first.start <= second.start
         if _section_of(doc, first) != _section_of(doc, second):
             assert second.start >= first.end
@@ -251,7 +299,12 @@ def test_chunk_offsets_and_sentences_exact():
     base = len(TITLE) + 2 + len("Rubrik") + 2
     assert (first.id, first.start, first.end, first.sentences) == (
         "x.txt#0", base, base + 26, ((base, base + 12), (base + 13, base + 26)))  # fmt: skip
-    assert (second.id, second.start, second.end, second.section) == ("x.txt#1", base + 27, base + 59, "Rubrik")
+    assert (second.id, second.start, second.end, second.section) == (
+        "x.txt#1",
+        base + 27,
+        base + 59,
+        "Rubrik",
+    )
 
 
 def test_chunks_never_cross_sections():
@@ -317,7 +370,7 @@ def real_embedder():
     from rag.embed import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(Settings())
-    embedder.model  # load once (tens of seconds)
+    _ = embedder.model  # load once (tens of seconds)
     return embedder
 
 
@@ -336,7 +389,11 @@ def test_chunks_fit_the_real_model(real_embedder, max_seq_length):
         def fits(chunk: Chunk) -> bool:
             return real_embedder.fits(chunk.text, _context(chunk))
 
-        chunks = [c for d in documents for c in chunk_document(d, settings.chunk_tokens, settings.chunk_overlap, fits)]
+        chunks = [
+            c
+            for d in documents
+            for c in chunk_document(d, settings.chunk_tokens, settings.chunk_overlap, fits)
+        ]
         too_long = [c.id for c in chunks if not fits(c)]
         assert too_long == [], f"{len(too_long)} of {len(chunks)} chunks exceed {model.max_seq_length} tokens"
         for doc in documents:

@@ -32,7 +32,7 @@ def env(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "default-index"))
     monkeypatch.setenv("RAG_FEEDBACK_LOG", str(tmp_path / "feedback.jsonl"))
     monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "-100")
-    fake = lambda settings: FakeEmbedder()  # noqa: E731
+    fake = lambda settings: FakeEmbedder()
     monkeypatch.setattr(rag.embed, "SentenceTransformerEmbedder", fake)
     monkeypatch.setattr(rag.pipeline, "SentenceTransformerEmbedder", fake)
     monkeypatch.chdir(tmp_path)
@@ -75,7 +75,10 @@ def test_ask_prints_answer_and_citation(index, capsys):
     assert cli.main(["ask", "Vem är ny ekonomichef?", "--index", str(index)]) == 0
     out = capsys.readouterr().out
     assert "Torstein Tysklind" in out
-    assert "[1] Kommundirektörens rapport maj 2017 (2017-05, dnr 2017/KS 0001 001) – Torstein Tysklind ny ekonomichef" in out
+    assert (
+        "[1] Kommundirektörens rapport maj 2017 (2017-05, dnr 2017/KS 0001 001) – Torstein Tysklind ny ekonomichef"
+        in out
+    )
 
 
 def test_ask_json_matches_the_schema(index, capsys):
@@ -189,7 +192,9 @@ def test_missing_data_folder_exits_1(env, capsys):
 
 
 def test_unknown_generator_exits_1(index, capsys):
-    assert cli.main(["ask", "Vem är ny ekonomichef?", "--index", str(index), "--generator", "finns-inte"]) == 1
+    assert (
+        cli.main(["ask", "Vem är ny ekonomichef?", "--index", str(index), "--generator", "finns-inte"]) == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("Fel: ") and "finns-inte" in err and "extractive" in err
 

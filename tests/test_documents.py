@@ -225,8 +225,10 @@ def test_last_section_stops_before_the_signature(reports):
         "händelser och risker som påverkar kommunens ekonomi. Ekonomisk rapport samt månadsuppföljning per "
         "mars och prognos bifogas."
     )
-    assert reports["003_52fda963314daba6.txt"].sections[-1].text.endswith(
-        "Resultatrapporten finns publicerad på [www.skl.se](http://www.skl.se)."
+    assert (
+        reports["003_52fda963314daba6.txt"]
+        .sections[-1]
+        .text.endswith("Resultatrapporten finns publicerad på [www.skl.se](http://www.skl.se).")
     )
 
 
@@ -347,8 +349,7 @@ def _pdf_bytes(lines: list[str]) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
@@ -386,8 +387,16 @@ def test_pdf_is_read_and_reflowed(tmp_path):
 def test_corpus_jsonl_keeps_text_verbatim_and_skips_bad_rows(tmp_path, caplog):
     text = "  Första raden.\n\nAndra  stycket har\tdubbla  mellanslag.  \n"
     rows = [
-        json.dumps({"id": "r1", "title": "Rapport ett", "text": text, "date": "2016-05",
-                    "diarienummer": "2016/KS 1"}, ensure_ascii=False),  # fmt: skip
+        json.dumps(
+            {
+                "id": "r1",
+                "title": "Rapport ett",
+                "text": text,
+                "date": "2016-05",
+                "diarienummer": "2016/KS 1",
+            },
+            ensure_ascii=False,
+        ),
         "inte json alls",
         json.dumps({"title": "utan id", "text": "Text."}),
         "",

@@ -46,7 +46,9 @@ def _reusable_repo_index(settings: Settings, embedder) -> Path | None:
 @pytest.fixture(scope="module")
 def assistant(tmp_path_factory) -> Assistant:
     root = tmp_path_factory.mktemp("e2e")
-    settings = Settings.from_env(data_dir=DATA, index_dir=root / "index", feedback_log=root / "feedback.jsonl")
+    settings = Settings.from_env(
+        data_dir=DATA, index_dir=root / "index", feedback_log=root / "feedback.jsonl"
+    )
     embedder = SentenceTransformerEmbedder(settings)
     source = _reusable_repo_index(settings, embedder)
     if source is not None:

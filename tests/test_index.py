@@ -125,9 +125,13 @@ def test_manifest_fields(cfg):
         p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(DATA.iterdir())
     }
     assert manifest["faiss"] == "flat"
-    assert manifest["counts"] == {"documents": 5, "chunks": len(index.chunks), "sentences": len(index.sentences)}
+    assert manifest["counts"] == {
+        "documents": 5,
+        "chunks": len(index.chunks),
+        "sentences": len(index.sentences),
+    }
     assert manifest["version"] == index.version and manifest["version"].startswith("v-")
-    assert set(manifest) == {"format_version", "model", "chunk_tokens", "chunk_overlap", "sources", "counts",
+    assert set(manifest) == {"format_version", "pipeline_version", "model", "chunk_tokens", "chunk_overlap", "sources", "counts",
                              "version", "created", "faiss", "dim"}  # fmt: skip
 
 
@@ -239,7 +243,10 @@ def test_changing_one_file_embeds_only_its_new_text(cfg):
                                    for k in expected_chunks)  # fmt: skip
     assert [k[3] for k in expected_sentences] == [ADDED_SENTENCE]
     assert report.up_to_date is False
-    assert (report.embedded_chunks, report.embedded_sentences) == (len(expected_chunks), len(expected_sentences))
+    assert (report.embedded_chunks, report.embedded_sentences) == (
+        len(expected_chunks),
+        len(expected_sentences),
+    )
     assert embedder.embedded == len(expected_chunks) + len(expected_sentences)
     assert sorted(embedder.texts) == sorted([k[3] for k in expected_chunks] + [ADDED_SENTENCE])
     assert all(text in after.documents[CHANGED]["text"] for text in embedder.texts)
@@ -251,7 +258,10 @@ def test_changing_one_file_embeds_only_its_new_text(cfg):
             assert [c for c, _ in old] == [c for c, _ in new]
             assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(old, new))
     assert ADDED_SENTENCE in after.documents[CHANGED]["text"]
-    assert after.manifest["sources"][CHANGED] == hashlib.sha256((cfg.data_dir / CHANGED).read_bytes()).hexdigest()
+    assert (
+        after.manifest["sources"][CHANGED]
+        == hashlib.sha256((cfg.data_dir / CHANGED).read_bytes()).hexdigest()
+    )
 
 
 def test_removing_a_file_removes_its_chunks(cfg):

@@ -55,7 +55,9 @@ def ask(settings: Settings, question: str, **kwargs):
     return Assistant(settings, embedder=FakeEmbedder()).ask(question, **kwargs)
 
 
-def hits_for(index, question: str, k: int = 1000, filters: Filters | None = None, vector_of: str | None = None):
+def hits_for(
+    index, question: str, k: int = 1000, filters: Filters | None = None, vector_of: str | None = None
+):
     vector = FakeEmbedder().encode_queries([vector_of or question])[0]
     return retrieve(question, vector, index, k=k, filters=filters)
 
@@ -76,9 +78,15 @@ def test_date_range_filter_with_days_includes_a_report_dated_by_month(index):
 
 
 def test_date_from_only_and_date_to_only(index):
-    assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_from="2015"))} == {D000, D002}
+    assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_from="2015"))} == {
+        D000,
+        D002,
+    }
     assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_to="2014-02"))} == {D003}
-    assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_to="2014"))} == {D001, D003}
+    assert {h.chunk.doc_id for h in hits_for(index, "kommunen", filters=Filters(date_to="2014"))} == {
+        D001,
+        D003,
+    }
 
 
 def test_undated_report_is_outside_every_date_range(index):
@@ -135,11 +143,22 @@ def test_year_in_question_decides_between_identical_reports(tmp_path):
     build_index(settings, FakeEmbedder(), progress=False)
     index = load_index(settings)
     # One query vector for all questions: the difference comes from the date in the question alone.
-    assert hits_for(index, "Södertörns rådslag 2014", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2014"
-    assert hits_for(index, "Södertörns rådslag 2017", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2017"
-    assert hits_for(index, "Södertörns rådslag i maj", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2017"
-    assert hits_for(index, "Södertörns rådslag i mars", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2014"
-    plain = {h.chunk.doc_id: h.score for h in hits_for(index, "Södertörns rådslag", vector_of="Södertörns rådslag")}
+    assert (
+        hits_for(index, "Södertörns rådslag 2014", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2014"
+    )
+    assert (
+        hits_for(index, "Södertörns rådslag 2017", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2017"
+    )
+    assert (
+        hits_for(index, "Södertörns rådslag i maj", vector_of="Södertörns rådslag")[0].chunk.doc_id == "r2017"
+    )
+    assert (
+        hits_for(index, "Södertörns rådslag i mars", vector_of="Södertörns rådslag")[0].chunk.doc_id
+        == "r2014"
+    )
+    plain = {
+        h.chunk.doc_id: h.score for h in hits_for(index, "Södertörns rådslag", vector_of="Södertörns rådslag")
+    }
     lifted = {h.chunk.doc_id: h.score for h in hits_for(index, "Södertörns rådslag 2014",
                                                         vector_of="Södertörns rådslag")}  # fmt: skip
     assert lifted["r2014"] - plain["r2014"] == pytest.approx(Settings().date_bonus)
@@ -216,7 +235,10 @@ def test_list_intro_brings_its_items(base):
     quote = answer.citations[0].quote
     if quote.rstrip().endswith("placeringar:"):
         pytest.fail("a quote ending in a list intro must continue with the list")
-    assert "följande organisatoriska placeringar:\n\n- Ekonomiservice och upphandling ingår i ekonomiavdelningen" in quote
+    assert (
+        "följande organisatoriska placeringar:\n\n- Ekonomiservice och upphandling ingår i ekonomiavdelningen"
+        in quote
+    )
 
 
 def test_abstains_above_the_threshold(base):

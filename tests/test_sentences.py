@@ -28,7 +28,9 @@ def test_abbreviation_followed_by_a_digit_does_not_split():
 
 
 def test_decimal_comma_and_point_stay():
-    assert sentences("Åtgärderna motsvarar omkring 2,4 procent av nettokostnaderna. Det är 2.5 gånger mer.") == [
+    assert sentences(
+        "Åtgärderna motsvarar omkring 2,4 procent av nettokostnaderna. Det är 2.5 gånger mer."
+    ) == [
         "Åtgärderna motsvarar omkring 2,4 procent av nettokostnaderna.",
         "Det är 2.5 gånger mer.",
     ]
@@ -41,8 +43,10 @@ def test_law_reference_is_one_sentence():
         "beredskap. Uppgifterna består i att göra risk- och sårbarhetsanalyser."
     )
     assert sentences(text) == [
-        "Kommunerna får ersättning för de uppgifter som utförs enligt 2 och 3 kap. lagen (2006:544) om "
-        "kommuners och landstings åtgärder inför och vid extraordinära händelser i fredstid och höjd beredskap.",
+        (
+            "Kommunerna får ersättning för de uppgifter som utförs enligt 2 och 3 kap. lagen (2006:544) om "
+            "kommuners och landstings åtgärder inför och vid extraordinära händelser i fredstid och höjd beredskap."
+        ),
         "Uppgifterna består i att göra risk- och sårbarhetsanalyser.",
     ]
 
@@ -55,7 +59,9 @@ def test_initial_does_not_end_a_sentence():
 
 
 def test_exclamation_question_and_year_end_sentences():
-    assert sentences("Nu är de certifierade och klara! Vem leder arbetet? Ersättning betalas för 2012. Bra.") == [
+    assert sentences(
+        "Nu är de certifierade och klara! Vem leder arbetet? Ersättning betalas för 2012. Bra."
+    ) == [
         "Nu är de certifierade och klara!",
         "Vem leder arbetet?",
         "Ersättning betalas för 2012.",
@@ -115,7 +121,10 @@ def test_exact_spans_within_a_window_are_document_offsets():
 
 
 def test_paragraph_break_always_ends_a_sentence():
-    assert sentences("Första stycket utan punkt\n\nandra stycket") == ["Första stycket utan punkt", "andra stycket"]
+    assert sentences("Första stycket utan punkt\n\nandra stycket") == [
+        "Första stycket utan punkt",
+        "andra stycket",
+    ]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n \n"])

@@ -107,33 +107,36 @@ def check_answer(text: str, question: str, passages: list[Passage], index: Index
     if not sentences or not passages:
         return Checked("", (), 0, len(sentences), forged, 0.0)
     vectors = embedder.encode_queries([s.text for s in sentences])
-    kept_text: list[str] = []
-    best: dict[int, tuple[Support, int]] = {}  # passage number -> best support, order of first mention
+    kept: list[str] = []
     scores: list[float] = []
+    evidence: dict[int, Support] = {}  # passage number -> its best support, in order of first mention
     for sentence, vector in zip(sentences, vectors):
-        cited = [by_number[n] for n in sentence.markers if n in by_number]
-        supports = {p.n: support(sentence.text, question, vector, p, index) for p in cited}
-        good = [n for n, s in supports.items() if s.supported]
-        if not good:  # wrong number or no number: is it another given passage's fact?
-            others = {p.n: support(sentence.text, question, vector, p, index) for p in passages if p.n not in supports}
-            ranked = sorted((s.score, n) for n, s in others.items() if s.supported)
-            supports.update(others)
-            good = [ranked[-1][1]] if ranked else []
+        supports = _supports(sentence, question, vector, passages, by_number, index)
+        good = [n for n, found in supports.items() if found.supported]
         log.debug("sentence %r cites %s -> supported by %s; %s", sentence.text, sentence.markers, good,
                   {n: (round(s.semantic, 3), round(s.overlap, 3), s.figures_ok) for n, s in supports.items()})
         if not good:
             continue
-        kept_text.append(sentence.text + " " + " ".join(f"[{n}]" for n in good))
+        kept.append(sentence.text + " " + " ".join(f"[{n}]" for n in good))
         scores.append(max(supports[n].score for n in good))
         for n in good:
-            if n not in best or supports[n].score > best[n][0].score:
-                best[n] = (supports[n], best.get(n, (None, len(best)))[1])
-    citations = tuple(
-        _citation(by_number[n], s, index) for n, (s, _) in sorted(best.items(), key=lambda item: item[1][1])
-    )
-    dropped = len(sentences) - len(kept_text)
+            if n not in evidence or supports[n].score > evidence[n].score:
+                evidence[n] = supports[n]
+    citations = tuple(_citation(by_number[n], found, index) for n, found in evidence.items())
     confidence = float(np.clip(np.mean(scores), 0.0, 1.0)) if scores else 0.0
-    return Checked(" ".join(kept_text), citations, len(kept_text), dropped, forged, confidence)
+    return Checked(" ".join(kept), citations, len(kept), len(sentences) - len(kept), forged, confidence)
+
+
+def _supports(sentence: Sentence, question, vector, passages, by_number, index) -> dict[int, Support]:
+    """Support by the valid cited passages; if none supports it, by every given passage, best first."""
+    cited = {n: support(sentence.text, question, vector, by_number[n], index)
+             for n in sentence.markers if n in by_number}  # fmt: skip
+    if any(found.supported for found in cited.values()):
+        return cited
+    others = {p.n: support(sentence.text, question, vector, p, index) for p in passages if p.n not in cited}
+    best = max((n for n, found in others.items() if found.supported), key=lambda n: others[n].score, default=None)
+    # Keep the failed cited ones for the log; only the single best other passage may be cited instead.
+    return {**cited, **({best: others[best]} if best is not None else {})}
 
 
 def support(sentence: str, question: str, vector: np.ndarray, passage: Passage, index: Index) -> Support:

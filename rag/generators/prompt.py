@@ -53,10 +53,10 @@ _EXAMPLE_PASSAGES = [
     ("Exempelrapport maj", "2000-05", "Simhallen",
      "Simhallen stänger för renovering i juni. Den öppnar igen den 1 september."),
 ]
-EXAMPLES = [
-    ("Hur många deltog i städdagen?", "Ungefär 310 personer deltog i städdagen den 8 april [1]."),
-    ("Vad kostade renoveringen av simhallen?", NO_ANSWER),
+EXAMPLES = [  # the Swedish one last: the model tends to answer in the language of the latest turn
     ("When does the swimming pool reopen?", "The swimming pool reopens on 1 September after its renovation [2]."),
+    ("Vad kostade renoveringen av simhallen?", NO_ANSWER),
+    ("Hur många deltog i städdagen?", "Ungefär 310 personer deltog i städdagen den 8 april [1]."),
 ]
 
 _BRACKETS = str.maketrans({"<": "‹", ">": "›"})
