@@ -1,0 +1,208 @@
+"""rag/quantize.py: the fast query encoders, and the vectorized retrieval helpers that keep `ask` fast
+at scale. Fast tests use tiny torch modules and the fake embedder; the real model is @slow."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from rag.errors import ConfigError
+from rag.quantize import QUERY_BACKENDS, check_backend, quantize_int8, query_encoder
+from rag.settings import Settings
+
+torch = pytest.importorskip("torch")
+
+
+class TinyEncoder(torch.nn.Module):
+    """Stands in for a SentenceTransformer: an embedding table, two Linear layers, encode_query()."""
+
+    prompts = {"query": "task: search result | query: "}
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(64, dim)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.hidden = torch.nn.Linear(dim, 4 * dim)
+        self.out = torch.nn.Linear(4 * dim, dim)
+        self.calls = 0
+
+    def forward(self, ids):
+        return self.out(torch.relu(self.hidden(self.norm(self.embed(ids)).mean(0, keepdim=True))))[0]
+
+    def encode_query(self, texts, normalize_embeddings=True, convert_to_numpy=True):
+        self.calls += 1
+        with torch.inference_mode():
+            rows = [self(torch.tensor([ord(ch) % 64 for ch in text] or [0])) for text in texts]
+        vectors = torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+        return vectors.numpy()
+
+
+def test_backends_are_checked():
+    assert set(QUERY_BACKENDS) >= {"fp32", "int8"}
+    assert check_backend("int8") == "int8"
+    with pytest.raises(ConfigError):
+        check_backend("fp8")
+
+
+def test_settings_default_backend_is_known():
+    assert Settings().query_backend in QUERY_BACKENDS
+    assert Settings.from_env({"RAG_QUERY_BACKEND": "fp32"}).query_backend == "fp32"
+
+
+def test_int8_replaces_linear_layers_and_shares_the_rest():
+    model = TinyEncoder()
+    quantized = quantize_int8(model)
+    assert not any(type(m) is torch.nn.Linear for m in quantized.modules())
+    assert type(model.hidden) is torch.nn.Linear  # the original is untouched
+    # embedding table and norm are the same tensors, not copies
+    assert quantized.embed.weight.data_ptr() == model.embed.weight.data_ptr()
+    assert quantized.norm.weight.data_ptr() == model.norm.weight.data_ptr()
+
+
+def test_int8_vectors_stay_close_to_fp32():
+    model = TinyEncoder()
+    texts = ["Hur många bor i Tyresö?", "Vad kostar bygget?", "När öppnar skolan?"]
+    exact = model.encode_query(texts)
+    fast = quantize_int8(model).encode_query(texts)
+    assert fast.shape == exact.shape
+    assert np.all(np.sum(exact * fast, axis=1) > 0.99)
+
+
+def test_query_encoder_picks_the_backend():
+    model = TinyEncoder()
+    encode, used = query_encoder(Settings(query_backend="fp32"), lambda: model)
+    assert used == "fp32"
+    vectors = encode(["en fråga"])
+    assert vectors.dtype == np.float32 and vectors.shape == (1, 16)
+    assert model.calls == 1  # fp32 calls the model itself
+    encode, used = query_encoder(Settings(query_backend="int8"), lambda: model)
+    assert used == "int8"
+    encode(["en fråga"])
+    assert model.calls == 1  # int8 calls its quantized copy, not the original
+
+
+def test_onnx_backend_without_export_falls_back_to_int8(tmp_path, caplog):
+    folder = tmp_path / "some-model"
+    folder.mkdir()
+    settings = Settings(model=str(folder), cache_dir=tmp_path, query_backend="onnx-int8")
+    _, used = query_encoder(settings, TinyEncoder)
+    assert used == "int8"
+
+
+def test_embedder_uses_the_selected_backend():
+    from rag.embed import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(Settings(query_backend="int8"))
+    embedder._model = TinyEncoder()  # no real model in fast tests
+    first = embedder.encode_queries(["Hur många bor i Tyresö?"])
+    assert embedder.query_backend == "int8"
+    assert first.shape == (1, 16)
+    again = embedder.encode_queries(["Hur många bor i Tyresö?"])  # from the LRU cache
+    assert np.array_equal(first, again)
+    assert embedder._model.calls == 0  # the fp32 model never ran a query
+
+
+def test_rename_duplicate_output():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from rag.quantize import _rename_duplicate_output
+
+    nodes = [helper.make_node("Identity", ["x"], ["embedding"]), helper.make_node("Relu", ["embedding"], ["y"]),
+             helper.make_node("Identity", ["y"], ["embedding"])]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [2])])  # fmt: skip
+    model = helper.make_model(graph)
+    _rename_duplicate_output(model)
+    onnx.checker.check_model(model)
+    assert [n.output[0] for n in model.graph.node] == ["embedding__inner0", "y", "embedding"]
+    assert model.graph.node[1].input[0] == "embedding__inner0"
+
+
+# -- retrieval helpers vectorized for scale: same answers as the per-chunk loops they replaced ----
+
+
+def _loop_allowed(index, filters):
+    from rag.retrieve import _date_within
+
+    mask = np.ones(len(index.chunks), dtype=bool)
+    if filters is None:
+        return mask
+    for i, chunk in enumerate(index.chunks):
+        if filters.doc_ids and chunk.doc_id not in filters.doc_ids:
+            mask[i] = False
+        elif (filters.date_from or filters.date_to) and not _date_within(chunk.date, filters):
+            mask[i] = False
+    return mask
+
+
+def _loop_date_matches(question, index, allowed):
+    from rag.retrieve import _date_matches, question_dates
+
+    years, months = question_dates(question)
+    out = np.zeros(len(index.chunks))
+    if years or months:
+        for i, chunk in enumerate(index.chunks):
+            if allowed[i] and chunk.date and _date_matches(chunk.date, years, months):
+                out[i] = 1.0
+    return out
+
+
+def test_vectorized_filters_match_the_loops(settings, fake_embedder):
+    import rag.retrieve as R
+    from rag.index import build_index, load_index
+
+    build_index(settings, fake_embedder, progress=False)
+    index = load_index(settings)
+    docs = sorted({c.doc_id for c in index.chunks})
+    rng = random.Random(0)
+    for _ in range(100):
+        filters = rng.choice([None, R.Filters(
+            date_from=rng.choice([None, "2014", "2015-10", "2017-05-31"]),
+            date_to=rng.choice([None, "2015", "2017-05", "2018-01-01"]),
+            doc_ids=tuple(rng.sample(docs, rng.randint(0, 2))))])  # fmt: skip
+        allowed = R._allowed(index, filters)
+        assert np.array_equal(allowed, _loop_allowed(index, filters))
+        date_fn = getattr(R, "_date_matches_question", None)
+        if date_fn is None:
+            continue
+        for question in ("Vad hände i maj 2017?", "Hur många var de 2014?", "in May 2017", "Vem leder?"):
+            assert np.array_equal(date_fn(question, index, allowed), _loop_date_matches(question, index, allowed))
+
+
+# -- the real model ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_model_int8_queries_match_fp32():
+    from rag.embed import SentenceTransformerEmbedder
+
+    questions = ["Hur många chefer samlas till kommunens chefsforum?", "Vad är ett visum?",
+                 "När ska du ta med ditt pass?", "How many residents came to the meeting?"]  # fmt: skip
+    exact = SentenceTransformerEmbedder(Settings(query_backend="fp32"))
+    fast = SentenceTransformerEmbedder(Settings(query_backend="int8"))
+    fast._model = exact.model  # one copy of the weights
+    a, b = exact.encode_queries(questions), fast.encode_queries(questions)
+    assert fast.query_backend == "int8"
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-4)
+    assert np.all(np.sum(a * b, axis=1) > 0.98)
+
+
+@pytest.mark.slow
+def test_real_model_onnx_matches_fp32_when_exported():
+    from rag.embed import SentenceTransformerEmbedder
+    from rag.quantize import onnx_ready
+
+    pytest.importorskip("onnxruntime")
+    settings = Settings(query_backend="onnx-int8")
+    if not onnx_ready(settings, "onnx-int8"):
+        pytest.skip("not exported: python -m rag.quantize export")
+    exact = SentenceTransformerEmbedder(Settings(query_backend="fp32"))
+    fast = SentenceTransformerEmbedder(settings)
+    questions = ["Hur många chefer samlas till kommunens chefsforum?", "Vad är ett visum?"]
+    a, b = exact.encode_queries(questions), fast.encode_queries(questions)
+    assert fast.query_backend == "onnx-int8"
+    assert np.all(np.sum(a * b, axis=1) > 0.95)
