@@ -74,20 +74,26 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth)]))
 
 
-def time_queries(index, queries: np.ndarray, k: int = 10, warmup: int = 10) -> tuple[np.ndarray, list[float]]:
+def time_queries(index, queries: np.ndarray, k: int = 10, warmup: int = 10):
+    """(ids found, wall ms, thread-CPU ms) per single query. On a busy machine wall p95 is mostly
+    time spent waiting for a core; thread CPU time is the search's own cost."""
     for q in queries[:warmup]:
         index.search(q[None, :], k)
-    found, times = [], []
+    found, times, cpu = [], [], []
     for q in queries:
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.thread_time()
         _, ids = index.search(q[None, :], k)
         times.append((time.perf_counter() - began) * 1000)
+        cpu.append((time.thread_time() - began_cpu) * 1000)
         found.append(ids[0])
-    return np.array(found), times
+    return np.array(found), times, cpu
 
 
-def _pct(times: list[float]) -> dict:
-    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
+def _pct(times: list[float], cpu: list[float] | None = None) -> dict:
+    out = {"p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
+    if cpu is not None:
+        out.update(cpu_p50_ms=round(float(np.percentile(cpu, 50)), 3), cpu_p95_ms=round(float(np.percentile(cpu, 95)), 3))
+    return out
 
 
 def _bytes(index) -> int:
@@ -121,7 +127,15 @@ def run(n: int, quick: bool, use_cache: bool, build_threads: int) -> dict:
 
     faiss.omp_set_num_threads(build_threads)
     t0 = time.perf_counter()
-    base, queries = synthetic(n)
+    data = CACHE / f"data-{n}.npz"
+    if use_cache and data.is_file():
+        with np.load(data) as saved:
+            base, queries = saved["base"], saved["queries"]
+    else:
+        base, queries = synthetic(n)
+        if use_cache:
+            CACHE.mkdir(parents=True, exist_ok=True)
+            np.savez(data, base=base, queries=queries)
     gen_s = time.perf_counter() - t0
     truth = exact_neighbours(base, queries)
     print(f"generated {n} x {DIM} in {gen_s:.1f} s", file=sys.stderr)
@@ -132,9 +146,16 @@ def run(n: int, quick: bool, use_cache: bool, build_threads: int) -> dict:
         rows = []
         for label, apply in settings:
             apply(index)
-            found, times = time_queries(index, queries)
-            rows.append({"setting": label, **_pct(times), "recall_at_10": round(recall_at(found, truth), 4)})
+            # exact search is ~1 s per query at 1M: 50 queries tell its latency (its recall is 1 by definition)
+            some = queries[:50] if name == "flat" and n > 200_000 else queries
+            found, times, cpu = time_queries(index, some)
+            rows.append({"setting": label, **_pct(times, cpu),
+                         "recall_at_10": round(recall_at(found, truth[: len(some)]), 4)})  # fmt: skip
             print(f"{name} {label}: {rows[-1]}", file=sys.stderr)
+        if name.startswith("hnsw"):  # what retrieve() asks for: 1,000 candidates (ef >= 1,000)
+            _, times, cpu = time_queries(index, queries, k=1000)
+            rows.append({"setting": "k=1000 candidates (as retrieve)", **_pct(times, cpu), "recall_at_10": None})
+            print(f"{name} k=1000: {rows[-1]}", file=sys.stderr)
         faiss.omp_set_num_threads(build_threads)
         size = _bytes(index)
         results["types"][name] = {"build_s": round(build_s, 1), "load_s": None if loaded_s is None else round(loaded_s, 1),
@@ -218,13 +239,14 @@ def exact_768(quick: bool) -> list[dict]:
     for n in (10_000, 50_000, 100_000) if quick else (10_000, 50_000, 100_000, 200_000, 400_000):
         vectors = rng.standard_normal((n, 768), dtype=np.float32)
         query = rng.standard_normal(768, dtype=np.float32)
-        times = []
+        times, cpu = [], []
         for i in range(60):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()  # BLAS may use several threads
             vectors @ query
             if i >= 10:
                 times.append((time.perf_counter() - began) * 1000)
-        rows.append({"n": n, **_pct(times), "bytes_per_chunk": 768 * 4})
+                cpu.append((time.process_time() - began_cpu) * 1000)
+        rows.append({"n": n, **_pct(times, cpu), "bytes_per_chunk": 768 * 4})
         del vectors
     return rows
 
@@ -251,17 +273,22 @@ def fusion_cost(n: int) -> dict:
 
 def choose(results: dict) -> dict:
     """The cheapest-in-memory setting meeting p95 <= 20 ms and recall@10 >= 0.95, per type and overall."""
-    ok = []
-    for name, info in results["types"].items():
-        for row in info["settings"]:
-            if row["p95_ms"] <= TARGET_P95_MS and row["recall_at_10"] >= TARGET_RECALL:
-                ok.append((info["bytes_per_chunk"], row["p95_ms"], name, row))
-    if not ok:
-        return {"met": False}
-    bytes_per_chunk, _, name, row = min(ok, key=lambda t: (t[0], t[1]))
-    fastest = min(ok, key=lambda t: t[1])
-    return {"met": True, "smallest": {"type": name, "bytes_per_chunk": bytes_per_chunk, **row},
-            "fastest": {"type": fastest[2], "bytes_per_chunk": fastest[0], **fastest[3]}}  # fmt: skip
+    out = {}
+    for key, label in (("p95_ms", "met"), ("cpu_p95_ms", "met_on_cpu_time")):
+        ok = []
+        for name, info in results["types"].items():
+            for row in info["settings"]:
+                if row.get("recall_at_10") is None or row.get(key) is None:
+                    continue
+                if row[key] <= TARGET_P95_MS and row["recall_at_10"] >= TARGET_RECALL:
+                    ok.append((info["bytes_per_chunk"], row[key], name, row))
+        out[label] = bool(ok)
+        if ok:
+            bytes_per_chunk, _, name, row = min(ok, key=lambda t: (t[0], t[1]))
+            fastest = min(ok, key=lambda t: t[1])
+            out[f"{label}_smallest"] = {"type": name, "bytes_per_chunk": bytes_per_chunk, **row}
+            out[f"{label}_fastest"] = {"type": fastest[2], "bytes_per_chunk": fastest[0], **fastest[3]}
+    return out
 
 
 def markdown(results: dict, meta: dict) -> str:
@@ -272,30 +299,42 @@ def markdown(results: dict, meta: dict) -> str:
         f"{meta['commit'][:12]}. Search: 1 thread, {results['queries']} single queries, k=10. "
         "Timings are wall-clock on a shared machine (noisy).",
         "",
-        "| index | setting | p50 ms | p95 ms | recall@10 | bytes/chunk | build s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| index | setting | p50 ms | p95 ms | CPU p50 ms | CPU p95 ms | recall@10 | bytes/chunk | build s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, info in results["types"].items():
         for row in info["settings"]:
-            flag = " ✓" if row["p95_ms"] <= TARGET_P95_MS and row["recall_at_10"] >= TARGET_RECALL else ""
+            recall = row.get("recall_at_10")
+            good = recall is not None and recall >= TARGET_RECALL
+            flag = " ✓" if good and row["p95_ms"] <= TARGET_P95_MS else (
+                " ✓cpu" if good and row.get("cpu_p95_ms", 1e9) <= TARGET_P95_MS else "")  # fmt: skip
             lines.append(f"| {name} | {row['setting']}{flag} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
-                         f"{row['recall_at_10']:.3f} | {info['bytes_per_chunk']:.0f} | {info['build_s']:.0f} |")  # fmt: skip
-    lines += ["", "✓ = meets p95 ≤ 20 ms and recall@10 ≥ 0.95.", "",
+                         f"{_num(row.get('cpu_p50_ms'))} | {_num(row.get('cpu_p95_ms'))} | "
+                         f"{_num(recall, 3)} | {info['bytes_per_chunk']:.0f} | {info['build_s']:.0f} |")  # fmt: skip
+    lines += ["", "✓ = meets p95 ≤ 20 ms (wall clock) and recall@10 ≥ 0.95; ✓cpu = meets it on the search "
+              "thread's CPU time (wall p95 on this busy machine is mostly time waiting for a core).", "",
               "Exact search on the product's own path (numpy, 768-d float32):", "",
-              "| chunks | p50 ms | p95 ms |", "|---:|---:|---:|"]  # fmt: skip
-    lines += [f"| {r['n']:,} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |" for r in results["exact_768"]]
+              "| chunks | p50 ms | p95 ms | CPU p50 ms | CPU p95 ms |", "|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {r['n']:,} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {_num(r.get('cpu_p50_ms'))} | "
+              f"{_num(r.get('cpu_p95_ms'))} |" for r in results["exact_768"]]
     fusion = results["fusion"]
     lines += ["", f"Fusion (`rag.retrieve._fuse` + argsort) over {fusion['n']:,} chunks: p50 {fusion['p50_ms']:.1f} ms, "
               f"p95 {fusion['p95_ms']:.1f} ms (it scores and sorts every chunk, whatever the dense index)."]  # fmt: skip
     choice = results["choice"]
-    if choice.get("met"):
-        s, f = choice["smallest"], choice["fastest"]
-        lines += ["", f"Target met. Smallest: {s['type']} {s['setting']} ({s['bytes_per_chunk']:.0f} B/chunk, "
-                  f"p95 {s['p95_ms']:.2f} ms, recall@10 {s['recall_at_10']:.3f}). Fastest: {f['type']} "
-                  f"{f['setting']} (p95 {f['p95_ms']:.2f} ms, recall@10 {f['recall_at_10']:.3f})."]  # fmt: skip
-    else:
-        lines += ["", "Target NOT met by any measured setting."]
+    for label, words in (("met", "wall clock"), ("met_on_cpu_time", "search-thread CPU time")):
+        if choice.get(label):
+            s, f = choice[f"{label}_smallest"], choice[f"{label}_fastest"]
+            lines += ["", f"Target met on {words}. Smallest: {s['type']} {s['setting']} ({s['bytes_per_chunk']:.0f} "
+                      f"B/chunk, recall@10 {s['recall_at_10']:.3f}). Fastest: {f['type']} {f['setting']} "
+                      f"(p95 {f['p95_ms']:.2f} ms wall, {_num(f.get('cpu_p95_ms'))} ms CPU, recall@10 "
+                      f"{f['recall_at_10']:.3f})."]  # fmt: skip
+        else:
+            lines += ["", f"Target NOT met on {words} by any measured setting."]
     return "\n".join(lines) + "\n"
+
+
+def _num(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def machine_meta() -> dict:

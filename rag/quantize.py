@@ -5,12 +5,14 @@ this setting); only `encode_queries` uses the backend chosen by `Settings.query_
 
 * ``fp32``: the plain sentence-transformers model (the reference).
 * ``int8``: the same model with every ``nn.Linear`` replaced by PyTorch dynamic int8 quantization
-  (weights int8, activations quantized per call). Built in a few seconds at load; shares the fp32
+  (weights int8, activations quantized per call). Built at load (seconds; ~30 s on a busy CPU); shares the fp32
   model's embedding table and norms, so it costs ~0.1 GB of extra memory, not a second model.
 * ``onnx`` / ``onnx-int8``: the model exported to ONNX and run by ONNX Runtime (fp32, or with the
-  MatMul weights quantized to int8 per channel). Needs ``onnxruntime`` at run time and a one-time
-  export (``python -m rag.quantize export``, which also needs ``onnx`` and ``onnxscript``); without
-  the exported files the embedder falls back to ``int8`` with a warning.
+  MatMul weights quantized to int8 per channel in a 7-bit range: without VNNI, AVX2's u8s8 kernels
+  saturate on full-range weights and the vectors drift badly). The process never loads the PyTorch
+  model for questions then. Needs ``onnxruntime`` at run time and a one-time export
+  (``python -m rag.quantize export``, which also needs ``onnx`` and ``onnxscript``); without the
+  exported files the embedder falls back to ``int8`` with a warning.
 
 bench/run.py measures each against fp32 (speed and recall@5 on SweQUAD-MC); the default is the
 fastest one that stays within 0.01 recall@5 of fp32 (see bench/README.md for the numbers).
@@ -22,6 +24,7 @@ import copy
 import itertools
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -112,8 +115,11 @@ class OnnxQueryEncoder:
         folder = onnx_dir(settings)
         meta = json.loads((folder / "meta.json").read_text())
         options = ort.SessionOptions()
+        threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0)  # same pinning as torch
         if threads:
             options.intra_op_num_threads = threads
+        # no busy-waiting between calls: on a shared CPU spinning threads slow everyone down
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # ORT warns about buffer reuse with dynamic shapes; harmless
         self.session = ort.InferenceSession(str(folder / ONNX_FILES[backend]), options,
                                             providers=["CPUExecutionProvider"])  # fmt: skip
@@ -177,7 +183,8 @@ def export_onnx(settings: Settings, *, int8: bool = True, progress: bool = True)
         say("Quantizing the MatMul weights to int8 ...")
         target = folder / ONNX_FILES["onnx-int8"]
         quantize_dynamic(str(folder / ONNX_FILES["onnx"]), str(target), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul"], per_channel=True, use_external_data_format=True)  # fmt: skip
+                         op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True,
+                         use_external_data_format=True)  # fmt: skip
         quantized = onnx.load(str(target), load_external_data=False)
         _rename_duplicate_output(quantized)
         onnx.save(quantized, str(target))

@@ -32,8 +32,8 @@ from rag.generators import openai_backend
 from rag.generators.citations import check_answer, split_answer
 from rag.generators.openai_backend import FALLBACK_NOTICE, OpenAIGenerator
 from rag.generators.prompt import (
-    CLOSE, EXAMPLES, MESSAGE_OVERHEAD, REMINDER, REMINDER_EN, SYSTEM_PROMPT, build_prompt, is_english, messages,
-    prompt_tokens,
+    CLOSE, EXAMPLES, MESSAGE_OVERHEAD, REMINDER, REMINDER_EN, SYSTEM_PROMPT, build_prompt, is_english,
+    messages, prompt_tokens,
 )  # fmt: skip
 from rag.index import build_index, load_index
 from rag.pipeline import Assistant
@@ -45,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
 QUESTION = "Hur många chefer samlas till kommunens chefsforum?"
 # A sentence of report 000 that answers QUESTION, as the model might restate it.
-SUPPORTED = "Kommundirektören samlar alla chefer i kommunen, cirka 130 personer, fyra gånger per år till chefsforum"
+SUPPORTED = ("Kommundirektören samlar alla chefer i kommunen, cirka 130 personer, fyra gånger per år "
+             "till chefsforum")
 UNSUPPORTED = "Månen består av grön ost enligt astronauten Gustav Blixt"
 INJECTION_REPORT = """Diarienummer
 2016/ KS 0099 001
@@ -91,6 +92,7 @@ class FakeLLM:
 
     def __init__(self):
         self.reply = ""
+        self.finish = "stop"  # "length": as if max_tokens cut the reply
         self.delay = 0.0
         self.status = 200
         self.requests: list[dict] = []  # {"body": ..., "headers": ...}
@@ -126,10 +128,11 @@ class FakeLLM:
         handler.send_header("Content-Type", "text/event-stream")
         handler.end_headers()
         for piece in re.findall(r"\S+\s*|\s+", self.reply):
-            chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             handler.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             handler.wfile.flush()
-        handler.wfile.write(b"data: [DONE]\n\n")
+        last = {"choices": [{"index": 0, "delta": {}, "finish_reason": self.finish}]}
+        handler.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
 
     @staticmethod
     def _send(handler, status: int, kind: str, payload: bytes) -> None:
@@ -300,6 +303,21 @@ def test_an_unsupported_sentence_is_dropped_and_reported(root, index, llm):
     assert answer.notice and "togs bort" in answer.notice
 
 
+def test_a_sentence_cut_by_the_token_limit_is_left_out(root, index, llm):
+    n = _n(root, index)
+    llm.reply, llm.finish = f"{SUPPORTED} [{n}]. Dessutom samlas alla chefer i", "length"
+    answer, _ = _ask(root, index, llm.base_url)
+    assert answer.generator == "openai" and answer.text == f"{SUPPORTED}. [{n}]"
+    assert answer.dropped_sentences == 0 and answer.notice is None
+
+
+def test_at_most_max_answer_sentences_are_kept(root, index, llm):
+    n = _n(root, index)
+    llm.reply = " ".join([f"{SUPPORTED} [{n}]."] * 3)
+    answer, _ = _ask(root, index, llm.base_url, max_answer_sentences=2)
+    assert answer.text.count("130") == 2 and answer.dropped_sentences == 0
+
+
 def test_a_made_up_figure_is_not_supported(root, index, llm):
     llm.reply = f"{SUPPORTED.replace('130', '250')} [{_n(root, index)}]."
     answer, _ = _ask(root, index, llm.base_url)
@@ -408,8 +426,17 @@ def test_the_prompt_fits_the_token_budget_dropping_the_lowest_ranked_first(root,
         chunk = last.hit.chunk
         assert chunk.text.startswith(last.text)  # cut, if at all, at one of its sentence ends
         assert last.text == chunk.text or chunk.start + len(last.text) in {e for _, e in chunk.sentences}
-        assert len(last.sentence_ids) == sum(1 for _, e in chunk.sentences if e <= chunk.start + len(last.text))
+        shown_end = chunk.start + len(last.text)
+        assert len(last.sentence_ids) == sum(1 for _, e in chunk.sentences if e <= shown_end)
     assert build_prompt(QUESTION, hits, index, _settings(root, llm_context_tokens=100))[1] == []
+
+
+def test_no_passages_means_no_request_and_no_answer(root, index, llm):
+    vector = FakeEmbedder().encode_queries([QUESTION])[0]
+    settings = _settings(root, llm_base_url=llm.base_url)
+    answer = OpenAIGenerator(embedder=FakeEmbedder()).answer(QUESTION, vector, [], index, settings)
+    assert not answer.answered and answer.text == NO_ANSWER and not llm.requests
+    assert answer.generator == "extractive (fallback)" and answer.notice is None
 
 
 def test_a_prompt_with_no_room_for_passages_falls_back(root, index, llm):
@@ -486,4 +513,5 @@ def test_answers_from_the_extractive_backend_are_unchanged(root, index):
     hits = retrieve(QUESTION, vector, index, k=10)
     items = list(ExtractiveGenerator().stream(QUESTION, vector, hits, index, settings))
     assert items[-1].generator == "extractive" and items[0] == items[-1].text
-    assert replace(items[-1], timings_ms={}) == ExtractiveGenerator().answer(QUESTION, vector, hits, index, settings)
+    direct = ExtractiveGenerator().answer(QUESTION, vector, hits, index, settings)
+    assert replace(items[-1], timings_ms={}) == direct

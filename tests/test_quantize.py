@@ -105,23 +105,6 @@ def test_embedder_uses_the_selected_backend():
     assert embedder._model.calls == 0  # the fp32 model never ran a query
 
 
-def test_rename_duplicate_output():
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    from rag.quantize import _rename_duplicate_output
-
-    nodes = [helper.make_node("Identity", ["x"], ["embedding"]), helper.make_node("Relu", ["embedding"], ["y"]),
-             helper.make_node("Identity", ["y"], ["embedding"])]  # fmt: skip
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [2])])  # fmt: skip
-    model = helper.make_model(graph)
-    _rename_duplicate_output(model)
-    onnx.checker.check_model(model)
-    assert [n.output[0] for n in model.graph.node] == ["embedding__inner0", "y", "embedding"]
-    assert model.graph.node[1].input[0] == "embedding__inner0"
-
-
 # -- retrieval helpers vectorized for scale: same answers as the per-chunk loops they replaced ----
 
 
@@ -177,6 +160,8 @@ def test_vectorized_filters_match_the_loops(settings, fake_embedder):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="torch dynamic int8 drifts to cosine 0.94-0.96 against fp32 on these "
+                   "questions (measured); fp32 stays the default until a backend meets the bound (issue 7)")
 def test_real_model_int8_queries_match_fp32():
     from rag.embed import SentenceTransformerEmbedder
 
@@ -191,18 +176,22 @@ def test_real_model_int8_queries_match_fp32():
     assert np.all(np.sum(a * b, axis=1) > 0.98)
 
 
-@pytest.mark.slow
-def test_real_model_onnx_matches_fp32_when_exported():
-    from rag.embed import SentenceTransformerEmbedder
-    from rag.quantize import onnx_ready
+def test_index_type_follows_corpus_size(settings, fake_embedder, monkeypatch):
+    """Exact (flat) below rag.index.EXACT_SEARCH_LIMIT, HNSW above; recorded in the manifest."""
+    import rag.index as I
+    from rag.retrieve import retrieve
 
-    pytest.importorskip("onnxruntime")
-    settings = Settings(query_backend="onnx-int8")
-    if not onnx_ready(settings, "onnx-int8"):
-        pytest.skip("not exported: python -m rag.quantize export")
-    exact = SentenceTransformerEmbedder(Settings(query_backend="fp32"))
-    fast = SentenceTransformerEmbedder(settings)
-    questions = ["Hur många chefer samlas till kommunens chefsforum?", "Vad är ett visum?"]
-    a, b = exact.encode_queries(questions), fast.encode_queries(questions)
-    assert fast.query_backend == "onnx-int8"
-    assert np.all(np.sum(a * b, axis=1) > 0.95)
+    build_report = I.build_index(settings, fake_embedder, progress=False)
+    exact = I.load_index(settings)
+    assert exact.manifest["faiss"] == "flat"
+    question = "Hur många chefer samlas till chefsforum?"
+    vector = fake_embedder.encode_queries([question])[0]
+    expected = [h.chunk.id for h in retrieve(question, vector, exact, k=5)]
+    monkeypatch.setattr(I, "EXACT_SEARCH_LIMIT", 1)  # 64-d fake vectors: limit 12 chunks
+    I._write_faiss(exact.path, exact.chunk_vectors)
+    approximate = I.Index(**{**{f: getattr(exact, f) for f in ("path", "chunks", "chunk_vectors", "sentences",
+                                                             "sentence_vectors", "chunk_sentence_ids", "documents")},
+                             "manifest": {**exact.manifest, "faiss": "hnsw32"}})  # fmt: skip
+    assert build_report.chunks > 12
+    assert approximate.faiss.__class__.__name__.startswith("IndexHNSW")
+    assert [h.chunk.id for h in retrieve(question, vector, approximate, k=5)] == expected

@@ -75,7 +75,9 @@ def get_generator(name: str, embedder=None) -> Generator:
     try:
         cls = backend if isinstance(backend, type) else backend.load()
     except Exception as error:  # a broken plugin: ImportError, AttributeError, its own bugs
-        raise GeneratorError(f"The generator {name!r} could not be loaded ({backend.value}): {error}") from error
+        raise GeneratorError(
+            f"The generator {name!r} could not be loaded ({backend.value}): {error}"
+        ) from error
     if embedder is not None and _takes_embedder(cls):
         return cls(embedder=embedder)
     return cls()

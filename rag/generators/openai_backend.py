@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 
 from rag.answer import NO_ANSWER, Answer, extract_answer
@@ -52,28 +52,31 @@ class OpenAIGenerator:
             return replace(answer, generator="extractive (fallback)", notice=FALLBACK_NOTICE,
                            dropped_sentences=dropped)  # fmt: skip
 
+        if not hits:  # nothing to answer from (an empty index, or filters that exclude everything)
+            answer = extract_answer(question, query_vector, hits, index, settings)
+            yield replace(answer, generator="extractive (fallback)")
+            return
         chat, passages = build_prompt(question, hits[: settings.answer_passages], index, settings)
         if not passages:
-            yield fallback("no passage fits the prompt budget" if hits else "no passages retrieved")
+            yield fallback("no passage fits the prompt budget (settings.llm_context_tokens)")
             return
         parts: list[str] = []
         try:
-            for delta in stream_chat(chat, settings):
-                parts.append(delta)
-                yield delta
+            finish = yield from _collect(stream_chat(chat, settings), parts)
         except GeneratorError as error:
             yield fallback(str(error))
             return
         text = "".join(parts).strip()
         log.debug("raw answer to %r: %r", question, text)
         try:
-            final, dropped = self._checked(question, text, passages, hits, index, settings)
+            cut_off = finish == "length"
+            final, dropped = self._checked(question, text, passages, hits, index, settings, cut_off)
         except Exception:  # noqa: BLE001 - the check must never become a user-facing error
             log.exception("citation check failed")
             final, dropped = None, 0
         yield final or fallback(f"no supported sentence in {text!r}", dropped)
 
-    def _checked(self, question, text, passages, hits, index, settings) -> tuple[Answer | None, int]:
+    def _checked(self, question, text, passages, hits, index, settings, cut_off) -> tuple[Answer | None, int]:
         """The checked answer (or None: nothing supported) and how many sentences were dropped."""
         sentences = split_answer(text)
         if not sentences:
@@ -81,20 +84,35 @@ class OpenAIGenerator:
         if _REFUSAL.search(sentences[0].text):
             refusal = NO_ANSWER if "hittar" in sentences[0].text.lower() else NO_ANSWER_EN
             return Answer(question, refusal, False, (), tuple(hits), 0.0, generator=self.name), 0
-        checked = check_answer(text, question, passages, index, self._embedder or shared_embedder(settings))
+        embedder = self._embedder or shared_embedder(settings)
+        checked = check_answer(text, question, passages, index, embedder,
+                               limit=settings.max_answer_sentences, cut_off=cut_off)
         if not checked.kept:
             return None, checked.dropped
         notice = None
         if checked.dropped:
-            notice = (f"{checked.dropped} av {checked.kept + checked.dropped} meningar i språkmodellens svar "
-                      "togs bort: de stöds inte av de citerade rapporterna.")  # fmt: skip
+            total = checked.kept + checked.dropped
+            notice = (f"{checked.dropped} av {total} meningar i språkmodellens svar togs bort: "
+                      "de stöds inte av de citerade rapporterna.")  # fmt: skip
         answer = Answer(question, checked.text, True, checked.citations, tuple(hits), checked.confidence,
                         generator=self.name, notice=notice, dropped_sentences=checked.dropped)  # fmt: skip
         return answer, checked.dropped
 
 
-def stream_chat(chat: list[dict], settings: Settings) -> Iterator[str]:
-    """Text deltas of one streamed chat completion. Raises GeneratorError on any failure or timeout."""
+def _collect(deltas: Iterator[str], parts: list[str]):
+    """Pass the deltas on, keeping a copy; returns what the source returns (its finish reason)."""
+    while True:
+        try:
+            delta = next(deltas)
+        except StopIteration as done:
+            return done.value
+        parts.append(delta)
+        yield delta
+
+
+def stream_chat(chat: list[dict], settings: Settings) -> Generator[str, None, str | None]:
+    """Text deltas of one streamed chat completion, then (as the return value) its finish reason,
+    "length" when the token limit cut it. Raises GeneratorError on any failure or timeout."""
     import httpx
 
     url = settings.llm_base_url.rstrip("/") + "/chat/completions"
@@ -112,16 +130,23 @@ def stream_chat(chat: list[dict], settings: Settings) -> Iterator[str]:
                     raise GeneratorError(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
                 if response.headers.get("content-type", "").startswith("application/json"):
                     response.read()  # a server that ignores "stream": one JSON completion
-                    yield _message_text(response.json())
-                    return
+                    completion = response.json()
+                    if text := _text(completion, "message"):
+                        yield text
+                    return _finish(completion)
+                finish = None
                 for line in response.iter_lines():
                     if time.monotonic() > deadline:
                         raise GeneratorError(f"{url} took longer than {limit:g} s")
                     data = line[5:].strip() if line.startswith("data:") else None
                     if data == "[DONE]":
-                        return
+                        break
                     if data:
-                        yield _delta_text(json.loads(data))
+                        chunk = json.loads(data)
+                        if text := _text(chunk, "delta"):
+                            yield text
+                        finish = _finish(chunk) or finish
+                return finish
     except httpx.TimeoutException as error:
         raise GeneratorError(f"{url} took longer than {limit:g} s ({type(error).__name__})") from error
     except httpx.HTTPError as error:
@@ -130,16 +155,15 @@ def stream_chat(chat: list[dict], settings: Settings) -> Iterator[str]:
         raise GeneratorError(f"unexpected reply from {url}: {error}") from error
 
 
-def _delta_text(chunk: dict) -> str:
-    if chunk.get("error"):
-        raise GeneratorError(f"the model server reported: {chunk['error']}")
-    return "".join((c.get("delta") or {}).get("content") or "" for c in chunk.get("choices") or [])
+def _text(reply: dict, key: str) -> str:
+    """The text of a chunk ("delta") or a whole completion ("message")."""
+    if reply.get("error"):
+        raise GeneratorError(f"the model server reported: {reply['error']}")
+    return "".join((c.get(key) or {}).get("content") or "" for c in reply.get("choices") or [])
 
 
-def _message_text(completion: dict) -> str:
-    if completion.get("error"):
-        raise GeneratorError(f"the model server reported: {completion['error']}")
-    return "".join((c.get("message") or {}).get("content") or "" for c in completion.get("choices") or [])
+def _finish(reply: dict) -> str | None:
+    return next((c["finish_reason"] for c in reply.get("choices") or [] if c.get("finish_reason")), None)
 
 
 _EMBEDDERS: dict[tuple, object] = {}

@@ -13,7 +13,8 @@ class EchoGenerator:
             return Answer(question, "Eko: (inga passager)", False, (), (), 0.0, generator=self.name)
         chunk = hits[0].chunk
         citation = Citation(1, hits[0], chunk.start, chunk.end, chunk.text, hits[0].score)
-        return Answer(question, f"Eko: {question} [1]", True, (citation,), tuple(hits), 1.0, generator=self.name)
+        text = f"Eko: {question} [1]"
+        return Answer(question, text, True, (citation,), tuple(hits), 1.0, generator=self.name)
 
     def stream(self, question, query_vector, hits, index, settings):
         answer = self.answer(question, query_vector, hits, index, settings)
