@@ -65,8 +65,9 @@ class Settings:
     feedback_log: Path = Path("feedback/feedback.jsonl")
     concurrency_limit: int = 2  # answers computed at once (UI queue workers and API requests)
 
-    # fast query embedding (rag/quantize.py): fp32 | int8 | onnx | onnx-int8; documents always fp32
-    query_backend: str = "fp32"
+    # fast query embedding (rag/quantize.py): fp32 | int8 | onnx | onnx-int8; documents always fp32.
+    # onnx-int8 needs `python -m rag.quantize export` once; until then questions use fp32.
+    query_backend: str = "onnx-int8"
 
     def replace(self, **overrides) -> Settings:
         """A copy with some fields changed; `None` values are ignored so CLI flags can pass through."""

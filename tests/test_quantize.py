@@ -84,12 +84,15 @@ def test_query_encoder_picks_the_backend():
     assert model.calls == 1  # int8 calls its quantized copy, not the original
 
 
-def test_onnx_backend_without_export_falls_back_to_int8(tmp_path, caplog):
+def test_onnx_backend_without_export_falls_back_to_fp32(tmp_path):
     folder = tmp_path / "some-model"
     folder.mkdir()
     settings = Settings(model=str(folder), cache_dir=tmp_path, query_backend="onnx-int8")
-    _, used = query_encoder(settings, TinyEncoder)
-    assert used == "int8"
+    model = TinyEncoder()
+    encode, used = query_encoder(settings, lambda: model)
+    assert used == "fp32"
+    encode(["en fråga"])
+    assert model.calls == 1  # the plain model, as before the export
 
 
 def test_embedder_uses_the_selected_backend():
@@ -195,3 +198,41 @@ def test_index_type_follows_corpus_size(settings, fake_embedder, monkeypatch):
     assert build_report.chunks > 12
     assert approximate.faiss.__class__.__name__.startswith("IndexHNSW")
     assert [h.chunk.id for h in retrieve(question, vector, approximate, k=5)] == expected
+
+
+def test_rename_duplicate_output():
+    """The exporter may name an inner tensor like the graph output; ORT then refuses the model."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from rag.quantize import _rename_duplicate_output
+
+    nodes = [helper.make_node("Identity", ["x"], ["embedding"]), helper.make_node("Relu", ["embedding"], ["y"]),
+             helper.make_node("Identity", ["y"], ["embedding"])]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [2])])  # fmt: skip
+    model = helper.make_model(graph)
+    _rename_duplicate_output(model)
+    onnx.checker.check_model(model)
+    assert [n.output[0] for n in model.graph.node] == ["embedding__inner0", "y", "embedding"]
+    assert model.graph.node[1].input[0] == "embedding__inner0"
+
+
+@pytest.mark.slow
+def test_real_model_onnx_int8_matches_fp32_when_exported():
+    """The default backend, where exported (python -m rag.quantize export): cosine >= 0.98 to fp32."""
+    from rag.embed import SentenceTransformerEmbedder
+    from rag.quantize import onnx_ready
+
+    pytest.importorskip("onnxruntime")
+    settings = Settings(query_backend="onnx-int8")
+    if not onnx_ready(settings, "onnx-int8"):
+        pytest.skip("not exported: python -m rag.quantize export")
+    exact = SentenceTransformerEmbedder(Settings(query_backend="fp32"))
+    fast = SentenceTransformerEmbedder(settings)
+    questions = ["Hur många chefer samlas till kommunens chefsforum?", "Vad är ett visum?",
+                 "När ska du ta med ditt pass?", "How many residents came to the meeting?"]  # fmt: skip
+    a, b = exact.encode_queries(questions), fast.encode_queries(questions)
+    assert fast.query_backend == "onnx-int8"
+    assert fast._model is None  # questions never load the PyTorch model
+    assert np.all(np.sum(a * b, axis=1) > 0.98)
