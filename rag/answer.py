@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag.chunks import Chunk
 from rag.index import Index
-from rag.question import expected_kind, has_kind
+from rag.question import expected_kind, has_kind, misses_asked_year
 from rag.retrieve import Hit
 from rag.settings import Settings
 
 NO_ANSWER = "Jag hittar inget svar på det i rapporterna."
 WEIGHTS = {"semantic": 1.0, "lexical": 0.2, "passage": 0.3, "kind": 0.05}
 NEIGHBOUR_MARGIN = 0.15
-MISSING_KIND_PENALTY = 0.3
+MISSING_PENALTY = 0.3  # the quote lacks the kind of thing asked for, or the passage the year asked about
 
 _LIST_ITEM = re.compile(r"^([-*•–]|\d+[.)])\s+")
 
@@ -46,7 +47,8 @@ class Answer:
     confidence: float
     generator: str = "extractive"
     notice: str | None = None
-    dropped_sentences: int = 0
+    dropped_sentences: int = 0  # generated sentences the citation check removed ...
+    checked_sentences: int = 0  # ... out of this many it judged (0 for the extractive answer)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -68,7 +70,7 @@ def extract_answer(
     best = candidates[0]
     spans = _answer_spans(best, candidates, hits, index, settings)
     doc_text = _doc_text(index, hits[best.hit_rank])
-    confidence = _confidence(question, best, [doc_text[s:e] for s, e in spans])
+    confidence = _confidence(question, best, [doc_text[s:e] for s, e in spans], hits[best.hit_rank].chunk)
     if confidence < settings.abstain_threshold:
         return Answer(question, NO_ANSWER, False, (), tuple(hits), confidence)
     citations = tuple(
@@ -79,11 +81,13 @@ def extract_answer(
     return Answer(question, text, True, citations, tuple(hits), confidence)
 
 
-def _confidence(question: str, best: _Candidate, quotes: list[str]) -> float:
-    """The best sentence's score, less a penalty when the quote lacks the kind of thing asked for."""
+def _confidence(question: str, best: _Candidate, quotes: list[str], chunk: Chunk) -> float:
+    """The best sentence's score, less a penalty when the quote lacks the kind of thing asked for
+    or its passage never mentions the year the question names."""
     kind = expected_kind(question)
-    missing = kind is not None and not any(has_kind(q, kind, question) for q in quotes)
-    return best.score - MISSING_KIND_PENALTY * missing
+    missing_kind = kind is not None and not any(has_kind(q, kind, question) for q in quotes)
+    missing_year = misses_asked_year(question, f"{chunk.date or ''} {chunk.title} {chunk.section} {chunk.text}")
+    return best.score - MISSING_PENALTY * (missing_kind or missing_year)
 
 
 def score_sentences(question: str, query_vector: np.ndarray, hits: list[Hit], index: Index) -> list[_Candidate]:

@@ -59,7 +59,7 @@ SPLITS = ("dev", "test", "all")
 HIGHER_IS_BETTER = ("recall_1", "recall_5", "recall_10", "mrr_10", "ndcg_10", "exact_match", "token_f1",
                     "containment", "citation_support", "abstention_accuracy")  # fmt: skip
 LOWER_IS_BETTER = ("false_refusal_rate", "distractor_rate")
-INFORMATIONAL = ("latency_p50_ms", "latency_p95_ms")
+INFORMATIONAL = ("latency_p50_ms", "latency_p95_ms", "fallback_rate", "dropped_sentence_share")
 LABELS = {"recall_1": "recall@1", "recall_5": "recall@5", "recall_10": "recall@10", "mrr_10": "MRR@10",
           "ndcg_10": "nDCG@10"}  # fmt: skip
 
@@ -313,6 +313,9 @@ class QuestionRecord:
     citation_supported: bool | None  # only for answered, answerable, judgeable questions
     distractor_hit: bool | None
     latency_ms: float | None
+    generator: str | None  # the backend that wrote the answer ("extractive (fallback)" when the LLM failed)
+    dropped_sentences: int  # generated sentences the citation check removed ...
+    checked_sentences: int  # ... of this many
 
     @property
     def false_refusal(self) -> bool:
@@ -368,6 +371,9 @@ def _record(row: dict, gold: Gold, response: dict | None, retrieval: dict[str, f
         if gold.distractors
         else None,
         latency_ms=_latency(response),
+        generator=response.get("generator"),
+        dropped_sentences=int(response.get("dropped_sentences") or 0),
+        checked_sentences=int(response.get("checked_sentences") or 0),
     )
 
 
@@ -426,6 +432,8 @@ class Metrics:
     distractor_rate: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    fallback_rate: float | None  # answers a generator failed to give, replaced by the extractive one
+    dropped_sentence_share: float | None  # of the generated sentences the citation check judged
     recall_curve: tuple[float | None, ...]  # recall@1..10
 
 
@@ -440,6 +448,10 @@ class EvalReport:
 def _mean(values: Iterable[float | bool | None]) -> float | None:
     kept = [float(v) for v in values if v is not None]
     return sum(kept) / len(kept) if kept else None
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -467,6 +479,9 @@ def aggregate(records: Iterable[QuestionRecord]) -> Metrics:
         false_refusal_rate=_mean(r.false_refusal for r in answerable),
         distractor_rate=_mean(r.distractor_hit for r in records),
         latency_p50_ms=_percentile(latencies, 50), latency_p95_ms=_percentile(latencies, 95),
+        fallback_rate=_mean("fallback" in r.generator for r in records if r.generator),
+        dropped_sentence_share=_share(sum(r.dropped_sentences for r in records),
+                                      sum(r.checked_sentences for r in records)),
         recall_curve=curve,
     )  # fmt: skip
 
@@ -697,6 +712,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "responses": str(args.responses) if args.responses else None}  # fmt: skip
     paths = write_report(report, name, Path(args.out_dir), meta=meta)
     print(summary_table(report))
+    if (share := report.overall.dropped_sentence_share) is not None:
+        print(f"Citation check: dropped {share:.3f} of the generated sentences; "
+              f"fallback to extractive in {report.overall.fallback_rate:.3f} of the answers.")
     print(f"Report: {paths['md']} ({paths['json'].name}, {paths['png'].name})")
     if baseline is None:
         return 0

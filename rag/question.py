@@ -55,6 +55,7 @@ _HAS: dict[Kind, re.Pattern] = {
 }
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+_YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
 
 _ENGLISH = frozenset(
     "the what which who whom whose how when where why is are was were did does do of to in for and "
@@ -83,6 +84,16 @@ def has_kind(text: str, kind: Kind | None, question: str = "") -> bool:
     asked = {stem(w) for w in words} | {stem(w[:-1]) for w in words if w.endswith("s") and len(w) > 3}
     masked = _TOKEN.sub(lambda m: "_" if stem(m.group().lower()) in asked else m.group(), text)
     return bool(_HAS[kind].search(masked))
+
+
+def misses_asked_year(question: str, evidence: str) -> bool:
+    """The question names a year ("under 2014") and the evidence (passage, its report's date) does not.
+
+    A passage that never mentions the year asked about cannot say what happened in it: the near-miss
+    answer from another year's report is the typical wrong answer to a date-bound question.
+    """
+    years = set(_YEAR.findall(question))
+    return bool(years) and not years & set(_YEAR.findall(evidence))
 
 
 def is_english(question: str) -> bool:

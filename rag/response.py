@@ -15,6 +15,7 @@ def answer_to_dict(answer: Answer) -> dict:
         "generator": answer.generator,
         "notice": answer.notice,
         "dropped_sentences": answer.dropped_sentences,
+        "checked_sentences": answer.checked_sentences,
         "citations": [citation_to_dict(c) for c in answer.citations],
         "passages": [passage_to_dict(h) for h in answer.passages],
         "timings_ms": dict(answer.timings_ms),

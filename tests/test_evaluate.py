@@ -157,6 +157,19 @@ def test_missing_response_is_a_listed_failure():
     assert report.overall.latency_p50_ms == 200.0
 
 
+def test_generator_check_figures():
+    """Share of generated sentences the citation check dropped, and of answers that fell back."""
+    rows = _responses()[:3]
+    rows[0] |= {"generator": "openai", "dropped_sentences": 1, "checked_sentences": 3}
+    rows[1] |= {"generator": "extractive (fallback)", "dropped_sentences": 2, "checked_sentences": 2}
+    rows[2] |= {"generator": "openai", "dropped_sentences": 0, "checked_sentences": 2}
+    m = score(QUESTIONS[:3], rows).overall
+    assert m.dropped_sentence_share == pytest.approx(3 / 7)
+    assert m.fallback_rate == pytest.approx(1 / 3)
+    extractive = score(QUESTIONS[:3], _responses()[:3]).overall
+    assert (extractive.dropped_sentence_share, extractive.fallback_rate) == (None, None)
+
+
 def test_normalization_and_f1():
     assert normalize_answer("Den 8 MAJ [2], på Tyresö slott!") == "den 8 maj på tyresö slott"
     assert normalize_answer("ÅÄÖ 1 200 kronor") == "åäö 1200 kronor"

@@ -298,7 +298,7 @@ def test_an_unsupported_sentence_is_dropped_and_reported(root, index, llm):
     llm.reply = f"{SUPPORTED} [{n}]. {UNSUPPORTED} [{n}]."
     answer, _ = _ask(root, index, llm.base_url)
     assert answer.generator == "openai" and answer.answered
-    assert answer.dropped_sentences == 1
+    assert (answer.dropped_sentences, answer.checked_sentences) == (1, 2)
     assert UNSUPPORTED.split()[0] not in answer.text and "130" in answer.text
     assert answer.notice and "togs bort" in answer.notice
 
@@ -321,7 +321,8 @@ def test_at_most_max_answer_sentences_are_kept(root, index, llm):
 def test_a_made_up_figure_is_not_supported(root, index, llm):
     llm.reply = f"{SUPPORTED.replace('130', '250')} [{_n(root, index)}]."
     answer, _ = _ask(root, index, llm.base_url)
-    assert answer.generator == "extractive (fallback)" and answer.dropped_sentences == 1
+    assert answer.generator == "extractive (fallback)"
+    assert (answer.dropped_sentences, answer.checked_sentences) == (1, 1)
     assert "250" not in answer.text
 
 

@@ -14,7 +14,7 @@ from rag.documents import read_documents
 from rag.errors import InputError
 from rag.index import build_index, load_index
 from rag.pipeline import Assistant
-from rag.question import Kind, expected_kind, has_kind, is_english
+from rag.question import Kind, expected_kind, has_kind, is_english, misses_asked_year
 from rag.retrieve import Filters, question_dates, retrieve
 from rag.settings import Settings
 
@@ -324,6 +324,24 @@ def test_expected_kind(question, kind):
 ])  # fmt: skip
 def test_has_kind(text, kind, question, expected):
     assert has_kind(text, kind, question) is expected
+
+
+@pytest.mark.parametrize("question, evidence, expected", [
+    ("Var hölls Södertörns Rådslag 2016?", "2014-03-17 Rådslaget hålls den 8 maj på Tyresö slott.", True),
+    ("Var hölls Södertörns Rådslag 2014?", "2014-03-17 Rådslaget hålls den 8 maj på Tyresö slott.", False),
+    ("Vad hände 2013 och 2014?", "2015-10 Siffrorna för 2013 redovisas i bilagan.", False),
+    ("Var hölls Södertörns Rådslag?", "Rådslaget hålls den 8 maj.", False),
+    ("Hur många kom i maj?", "2017-05 Ett 70-tal Tyresöbor kom.", False),
+])  # fmt: skip
+def test_misses_asked_year(question, evidence, expected):
+    assert misses_asked_year(question, evidence) is expected
+
+
+def test_a_passage_without_the_asked_year_lowers_confidence(base):
+    # The fixture reports are from 2014, 2015 and 2017; none mentions 2031.
+    plain, dated = ask(base, "Vem är ny ekonomichef?"), ask(base, "Vem blev ny ekonomichef 2031?")
+    assert plain.passages[0].chunk.doc_id == dated.passages[0].chunk.doc_id == D002
+    assert dated.confidence < plain.confidence - 0.2
 
 
 @pytest.mark.parametrize("question, expected", [

@@ -50,7 +50,7 @@ class OpenAIGenerator:
             log.warning("LLM answer replaced by the extractive one: %s", reason)
             answer = extract_answer(question, query_vector, hits, index, settings)
             return replace(answer, generator="extractive (fallback)", notice=FALLBACK_NOTICE,
-                           dropped_sentences=dropped)  # fmt: skip
+                           dropped_sentences=dropped, checked_sentences=dropped)  # fmt: skip
 
         if not hits:  # nothing to answer from (an empty index, or filters that exclude everything)
             answer = extract_answer(question, query_vector, hits, index, settings)
@@ -95,7 +95,8 @@ class OpenAIGenerator:
             notice = (f"{checked.dropped} av {total} meningar i språkmodellens svar togs bort: "
                       "de stöds inte av de citerade rapporterna.")  # fmt: skip
         answer = Answer(question, checked.text, True, checked.citations, tuple(hits), checked.confidence,
-                        generator=self.name, notice=notice, dropped_sentences=checked.dropped)  # fmt: skip
+                        generator=self.name, notice=notice, dropped_sentences=checked.dropped,
+                        checked_sentences=checked.kept + checked.dropped)  # fmt: skip
         return answer, checked.dropped
 
 
