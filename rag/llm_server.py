@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -51,6 +52,10 @@ except ImportError:  # pragma: no cover - module used outside the project
 # ---------------------------------------------------------------------------------------------
 
 LLAMA_CPP_VERSION = "0.3.36"
+# A portable x86-64 build (AVX2/FMA/F16C) instead of -march=native: on CPUs that advertise AMX the
+# native build emits AMX tile instructions, which virtual machines may not enable, and the server
+# then dies of SIGILL on its first request (seen here). Cached wheels are kept per build flavour.
+PORTABLE_X86_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 # Modules the `server` extra brings (uvicorn, fastapi, pydantic-settings, sse-starlette,
 # starlette-context, PyYAML); all must be importable before we call the install done.
 SERVER_MODULES = ("uvicorn", "fastapi", "pydantic_settings", "sse_starlette", "starlette_context", "yaml")
@@ -176,6 +181,16 @@ def llama_cpp_installed(version: str = LLAMA_CPP_VERSION) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", *SERVER_MODULES))
 
 
+def _cmake_args() -> str:
+    return PORTABLE_X86_CMAKE_ARGS if platform.machine().lower() in {"x86_64", "amd64"} else ""
+
+
+def _wheel_dir(cache_dir: Path) -> Path:
+    """Wheels built with other flags (an old native build, say) live elsewhere and are never reused."""
+    flavour = hashlib.sha256(os.environ.get("CMAKE_ARGS", _cmake_args()).encode()).hexdigest()[:8]
+    return cache_dir / "wheels" / flavour
+
+
 def _cached_wheel(wheels_dir: Path, version: str) -> Path | None:
     found = sorted(wheels_dir.glob(f"llama_cpp_python-{version}-*.whl"))
     return found[-1] if found else None
@@ -191,7 +206,7 @@ def _run_logged(cmd: list[str], log: Path, env: Mapping[str, str] | None = None)
 
 def build_llama_wheel(cache_dir: Path, version: str = LLAMA_CPP_VERSION, progress: bool = True) -> Path:
     """Build llama-cpp-python==version into <cache>/wheels once; return the wheel's path."""
-    wheels = cache_dir / "wheels"
+    wheels = _wheel_dir(cache_dir)
     wheel = _cached_wheel(wheels, version)
     if wheel:
         return wheel
@@ -205,12 +220,14 @@ def build_llama_wheel(cache_dir: Path, version: str = LLAMA_CPP_VERSION, progres
     env = dict(os.environ)
     # Defaults are CPU-only (no CUDA/Metal/Vulkan unless asked for). Use both cores, no more.
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
-    env.setdefault("CMAKE_ARGS", "")
+    env.setdefault("CMAKE_ARGS", _cmake_args())
     _say(progress, f"building llama-cpp-python {version} from source (about 10 min on 2 cores); log: {log}")
     wheels.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".build-", dir=wheels) as tmp:
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
+        # --no-cache-dir: pip's own wheel cache is keyed by the sdist alone and would hand back a
+        # wheel built with other CMAKE_ARGS.
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
                f"llama-cpp-python=={version}", "-w", tmp]
         if _run_logged(cmd, log, env) != 0:
             raise GeneratorError(
@@ -234,8 +251,7 @@ def ensure_llama_cpp(cache_dir: Path, version: str = LLAMA_CPP_VERSION, progress
     with _file_lock(cache_dir / "wheels" / ".lock"):
         if llama_cpp_installed(version):
             return
-        build_llama_wheel(cache_dir, version, progress)
-        wheels = cache_dir / "wheels"
+        wheels = build_llama_wheel(cache_dir, version, progress).parent
         log = cache_dir / "logs" / f"llama-cpp-python-{version}-install.log"
         _say(progress, f"installing llama-cpp-python[server]=={version} from {wheels}")
         cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
