@@ -22,7 +22,6 @@ from rag.settings import Settings
 NO_ANSWER = "Jag hittar inget svar på det i rapporterna."
 WEIGHTS = {"semantic": 1.0, "lexical": 0.2, "passage": 0.3, "kind": 0.05}
 NEIGHBOUR_MARGIN = 0.15
-MISSING_PENALTY = 0.3  # the quote lacks the kind of thing asked for, or the passage the year asked about
 
 _LIST_ITEM = re.compile(r"^([-*•–]|\d+[.)])\s+")
 
@@ -70,7 +69,8 @@ def extract_answer(
     best = candidates[0]
     spans = _answer_spans(best, candidates, hits, index, settings)
     doc_text = _doc_text(index, hits[best.hit_rank])
-    confidence = _confidence(question, best, [doc_text[s:e] for s, e in spans], hits[best.hit_rank].chunk)
+    missing = _misses_what_was_asked(question, [doc_text[s:e] for s, e in spans], hits[best.hit_rank].chunk)
+    confidence = best.score - settings.missing_penalty * missing
     if confidence < settings.abstain_threshold:
         return Answer(question, NO_ANSWER, False, (), tuple(hits), confidence)
     citations = tuple(
@@ -81,13 +81,13 @@ def extract_answer(
     return Answer(question, text, True, citations, tuple(hits), confidence)
 
 
-def _confidence(question: str, best: _Candidate, quotes: list[str], chunk: Chunk) -> float:
-    """The best sentence's score, less a penalty when the quote lacks the kind of thing asked for
-    or its passage never mentions the year the question names."""
+def _misses_what_was_asked(question: str, quotes: list[str], chunk: Chunk) -> bool:
+    """The quote lacks the kind of thing asked for, or its passage never names the year asked about:
+    the typical near-miss answer (the right topic, not the asked detail). Costs settings.missing_penalty."""
     kind = expected_kind(question)
     missing_kind = kind is not None and not any(has_kind(q, kind, question) for q in quotes)
-    missing_year = misses_asked_year(question, f"{chunk.date or ''} {chunk.title} {chunk.section} {chunk.text}")
-    return best.score - MISSING_PENALTY * (missing_kind or missing_year)
+    evidence = f"{chunk.date or ''} {chunk.title} {chunk.section} {chunk.text}"
+    return missing_kind or misses_asked_year(question, evidence)
 
 
 def score_sentences(question: str, query_vector: np.ndarray, hits: list[Hit], index: Index) -> list[_Candidate]:

@@ -1,8 +1,11 @@
-"""Calibrate the abstention threshold on data: `python -m rag.calibrate [--questions ...] [--split dev]`.
+"""Calibrate abstention on data: `python -m rag.calibrate [--questions ...] [--split dev]`.
 
-Asks the eval set's questions, then picks the highest threshold on answer confidence whose
-false-refusal rate on answerable questions stays within the budget, and writes it with the whole
-trade-off curve to rag/calibration.json, which Settings reads as its default.
+Asks the eval set's questions, then picks two numbers together: the penalty taken off an answer's
+confidence when its quote lacks the kind of thing asked for (a name, a sum, a year...), and the
+confidence threshold below which the assistant abstains. The pair chosen abstains on the most
+unanswerable questions while refusing at most the budgeted share of answerable ones; among equals,
+the smallest penalty wins. Both are written, with the chosen penalty's whole trade-off curve, to
+rag/calibration.json, which Settings reads as its defaults.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+PENALTIES = tuple(round(p, 2) for p in np.arange(0.0, 1.01, 0.1))
 
 
 def choose_threshold(answerable: np.ndarray, unanswerable: np.ndarray, max_false_refusal: float) -> dict:
@@ -33,11 +37,24 @@ def choose_threshold(answerable: np.ndarray, unanswerable: np.ndarray, max_false
     return {**best, "max_false_refusal": max_false_refusal, "curve": curve}
 
 
-def load_threshold(default: float = 0.0) -> float:
+def choose_calibration(scores: np.ndarray, missing: np.ndarray, answerable: np.ndarray,
+                       max_false_refusal: float, penalties=PENALTIES) -> dict:  # fmt: skip
+    """Penalty and threshold together. `scores` are confidences before any penalty; `missing` marks
+    answers whose quote lacks what the question asks for; `answerable` marks answerable questions."""
+    best = None
+    for penalty in penalties:
+        confidence = scores - penalty * missing
+        result = choose_threshold(confidence[answerable], confidence[~answerable], max_false_refusal)
+        if best is None or result["abstention"] > best["abstention"]:
+            best = {"missing_penalty": float(penalty), **result}
+    return best
+
+
+def load_calibration() -> dict:
     try:
-        return float(json.loads(CALIBRATION_FILE.read_text())["threshold"])
-    except (FileNotFoundError, KeyError, ValueError):
-        return default
+        return json.loads(CALIBRATION_FILE.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,15 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     from rag.settings import Settings
 
     rows = filter_split(load_questions(args.questions)[0], args.split)
-    assistant = Assistant(Settings.from_env(index_dir=args.index, abstain_threshold=float("-inf")))
-    confidences = {row["id"]: assistant.ask(row["question"]).confidence for row in rows}
-    unanswerable = np.array([confidences[r["id"]] for r in rows if r.get("type") == "none"])
-    answerable = np.array([confidences[r["id"]] for r in rows if r.get("type") != "none"])
-    result = choose_threshold(answerable, unanswerable, args.max_false_refusal)
+    settings = Settings.from_env(index_dir=args.index, abstain_threshold=float("-inf"))
+    assistant = Assistant(settings.replace(missing_penalty=0.0))
+    scores = np.array([assistant.ask(row["question"]).confidence for row in rows])
+    # Asked again with a penalty of 1: the answers it lowers are those missing what was asked for.
+    assistant.settings = settings.replace(missing_penalty=1.0)
+    missing = scores - np.array([assistant.ask(row["question"]).confidence for row in rows]) > 0.5
+    answerable = np.array([row.get("type") != "none" for row in rows])
+    result = choose_calibration(scores, missing, answerable, args.max_false_refusal)
     result.update(questions=str(args.questions), split=args.split, count=len(rows))
     CALIBRATION_FILE.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    print(f"threshold {result['threshold']}: abstains on {result['abstention']:.0%} of unanswerable, "
-          f"refuses {result['false_refusal']:.0%} of answerable ({len(rows)} questions, split {args.split}).")  # fmt: skip
+    print(f"penalty {result['missing_penalty']}, threshold {result['threshold']}: abstains on "
+          f"{result['abstention']:.0%} of unanswerable, refuses {result['false_refusal']:.0%} of answerable "
+          f"({len(rows)} questions, split {args.split}).")  # fmt: skip
     return 0
 
 

@@ -25,6 +25,7 @@ from rag.chunks import Chunk, chunk_document
 from rag.documents import Document, Skipped, read_documents
 from rag.embed import Embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, InputError
+from rag.journal import VectorJournal
 from rag.settings import Settings
 
 FORMAT_VERSION = 1
@@ -40,6 +41,7 @@ EXACT_SEARCH_LIMIT = 50_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 _KEEP_VERSIONS = 2
+_BATCH = 32  # texts per model call (and per journal write)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +142,28 @@ def build_index(
         m = previous.manifest
         return BuildReport(m["version"], len(documents), m["counts"]["chunks"], m["counts"]["sentences"],
                            0, 0, tuple(skipped), True, time.perf_counter() - began)  # fmt: skip
-    reusable = _reusable_vectors(previous, fingerprint)
+    journal = VectorJournal(settings.index_dir, fingerprint)  # what an interrupted build already embedded
+    reusable = {**journal.load(), **_reusable_vectors(previous, fingerprint)}
     chunks = _chunk_all(documents, settings, embedder, reusable)
     if not chunks:
         raise InputError(f"The reports in {data or settings.data_dir} hold no text to index.")
     sentences, chunk_sentence_ids = _sentences_of(chunks)
     chunk_vectors, new_chunks = _vectors(
-        [_context(c) for c in chunks], [c.text for c in chunks], embedder, reusable, progress, "passager"
+        [_context(c) for c in chunks], [c.text for c in chunks], embedder, reusable, journal, progress,
+        "passager",
     )
     texts_by_doc = {d.id: d.text for d in documents}
     sentence_texts = [texts_by_doc[s.doc_id][s.start : s.end] for s in sentences]
     sentence_contexts = [_context(chunks[owner]) for owner in _owners(chunk_sentence_ids, len(sentences))]
     sentence_vectors, new_sentences = _vectors(
-        sentence_contexts, sentence_texts, embedder, reusable, progress, "meningar"
+        sentence_contexts, sentence_texts, embedder, reusable, journal, progress, "meningar"
     )
     manifest = {**head, "counts": {"documents": len(documents), "chunks": len(chunks),
                                    "sentences": len(sentences)}}  # fmt: skip
     version = _write_version(settings.index_dir, manifest, documents, chunks, chunk_vectors,
                              sentences, sentence_vectors, chunk_sentence_ids,
                              _keys(chunks, sentences, sentence_contexts, sentence_texts))  # fmt: skip
+    journal.clear()
     return BuildReport(version, len(documents), len(chunks), len(sentences), new_chunks, new_sentences,
                        tuple(skipped), False, time.perf_counter() - began)  # fmt: skip
 
@@ -266,29 +271,27 @@ def _keys(chunks, sentences, sentence_contexts, sentence_texts) -> dict:
     }
 
 
-def _vectors(contexts, texts, embedder: Embedder, reusable, progress: bool, label: str):
-    """Vectors for all texts, embedding only those whose key is not reusable."""
+def _vectors(contexts, texts, embedder: Embedder, reusable, journal: VectorJournal, progress: bool,
+             label: str) -> tuple[np.ndarray, int]:  # fmt: skip
+    """Vectors for all texts, embedding only those whose key is not reusable (each distinct one once)."""
+    from tqdm import tqdm
+
     keys = [_key(c, t) for c, t in zip(contexts, texts)]
-    todo = [i for i, k in enumerate(keys) if k not in reusable]
-    fresh = _embed_batches([texts[i] for i in todo], [contexts[i] for i in todo], embedder, progress, label)
-    found = dict(zip((keys[i] for i in todo), fresh))
+    todo = list({k: i for i, k in enumerate(keys) if k not in reusable}.values())
+    # Longest first, so each batch holds texts of about one length: less padding for the model to
+    # chew on, and the build's memory peak shows in its first batch.
+    todo.sort(key=lambda i: -(len(texts[i]) + len(contexts[i])))
+    found: dict[str, np.ndarray] = {}
+    with tqdm(total=len(todo), desc=f"Bäddar in {label}", unit="st", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), _BATCH):
+            batch = todo[start : start + _BATCH]
+            vectors = embedder.encode_documents([texts[i] for i in batch], [contexts[i] for i in batch])
+            journal.append([keys[i] for i in batch], vectors)
+            found.update(zip((keys[i] for i in batch), vectors))
+            bar.update(len(batch))
     rows = [found[k] if k in found else reusable[k] for k in keys]
     dim = len(rows[0]) if rows else 0
     return (np.vstack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)), len(todo)
-
-
-def _embed_batches(texts, titles, embedder: Embedder, progress: bool, label: str) -> list[np.ndarray]:
-    if not texts:
-        return []
-    from tqdm import tqdm
-
-    step = 32
-    out: list[np.ndarray] = []
-    with tqdm(total=len(texts), desc=f"Bäddar in {label}", unit="st", disable=not progress) as bar:
-        for i in range(0, len(texts), step):
-            out.extend(embedder.encode_documents(texts[i : i + step], titles[i : i + step]))
-            bar.update(min(step, len(texts) - i))
-    return out
 
 
 def _write_version(index_dir: Path, manifest, documents, chunks, chunk_vectors, sentences,

@@ -82,7 +82,8 @@ def has_kind(text: str, kind: Kind | None, question: str = "") -> bool:
     words = [w.lower() for w in _TOKEN.findall(question)]
     # Genitive s ("Tyresös") is not removed by the stemmer after a vowel.
     asked = {stem(w) for w in words} | {stem(w[:-1]) for w in words if w.endswith("s") and len(w) > 3}
-    masked = _TOKEN.sub(lambda m: "_" if stem(m.group().lower()) in asked else m.group(), text)
+    # A lowercase stand-in keeps the next word mid-sentence, as the NAME pattern needs.
+    masked = _TOKEN.sub(lambda m: "x" if stem(m.group().lower()) in asked else m.group(), text)
     return bool(_HAS[kind].search(masked))
 
 

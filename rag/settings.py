@@ -41,7 +41,9 @@ class Settings:
     answer_passages: int = 5
     max_answer_sentences: int = 3
     max_answer_words: int = 50
-    abstain_threshold: float = field(default_factory=lambda: _calibrated_threshold())
+    abstain_threshold: float = field(default_factory=lambda: _calibrated("threshold", 0.0))
+    # taken off the confidence when the quote lacks what the question asks for (rag/calibrate.py)
+    missing_penalty: float = field(default_factory=lambda: _calibrated("missing_penalty", 0.3))
     reranker: str | None = None
     max_question_chars: int = 2000
 
@@ -93,10 +95,10 @@ class Settings:
         return cls().replace(**from_env).replace(**overrides)
 
 
-def _calibrated_threshold() -> float:
-    from rag.calibrate import load_threshold  # written by `python -m rag.calibrate`
+def _calibrated(name: str, default: float) -> float:
+    from rag.calibrate import load_calibration  # written by `python -m rag.calibrate`
 
-    return load_threshold()
+    return float(load_calibration().get(name, default))
 
 
 def _coerce(settings: Settings, name: str, value):

@@ -19,6 +19,7 @@ from rag.chunks import chunk_document
 from rag.documents import read_documents
 from rag.errors import IndexMismatchError, IndexNotFoundError
 from rag.index import FORMAT_VERSION, build_index, current_version, load_index
+from rag.journal import VectorJournal
 from rag.settings import Settings
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -69,7 +70,8 @@ def cfg(tmp_path, data) -> Settings:
 
 
 def _staging_left(index_dir: Path) -> list[str]:
-    return sorted(p.name for p in Path(index_dir).iterdir() if p.name.startswith("."))
+    """Hidden leftovers, but for the journal an interrupted build keeps on purpose."""
+    return sorted(p.name for p in Path(index_dir).iterdir() if p.name.startswith(".") and p.name != ".journal")
 
 
 def _versions(index_dir: Path) -> list[str]:
@@ -323,6 +325,35 @@ def test_embedder_failing_mid_rebuild_keeps_the_old_index(cfg, error):
     with pytest.raises(type(error)):
         build_index(cfg, FailingEmbedder(error, ok_calls=1), progress=False)
     _assert_still_old(cfg, before)
+
+
+def test_a_build_interrupted_mid_way_resumes_without_embedding_again(cfg):
+    with pytest.raises(KeyboardInterrupt):  # two batches of 32 passages are embedded, then Ctrl-C
+        build_index(cfg, FailingEmbedder(KeyboardInterrupt(), ok_calls=2), progress=False)
+    assert current_version(cfg.index_dir) is None
+    again = RecordingEmbedder()
+    report = build_index(cfg, again, progress=False)
+    assert report.chunks > 64
+    assert report.embedded_chunks == report.chunks - 64 and report.embedded_sentences == report.sentences
+    assert len(again.texts) == report.chunks - 64 + report.sentences
+    index = load_index(cfg)
+    fresh = FakeEmbedder()
+    assert np.allclose(index.chunk_vectors, fresh.encode_documents([c.text for c in index.chunks],
+                                                                   [rag.index._context(c) for c in index.chunks]))
+    assert not (cfg.index_dir / ".journal").exists()  # a finished build clears it
+
+
+def test_a_torn_journal_tail_is_ignored_and_cut(tmp_path):
+    journal = VectorJournal(tmp_path, {"model": "m"})
+    journal.append(["a", "b"], np.array([[1, 0], [0, 1]], dtype=np.float32))
+    with open(journal.folder / "vectors.f32", "ab") as out:  # died writing the next batch
+        out.write(np.array([5, 5, 5], dtype=np.float32).tobytes())
+    with open(journal.folder / "keys.txt", "a") as out:
+        out.write("c")
+    assert {k: v.tolist() for k, v in journal.load().items()} == {"a": [1, 0], "b": [0, 1]}
+    journal.append(["d"], np.array([[0.5, 0.5]], dtype=np.float32))
+    assert {k: v.tolist() for k, v in journal.load().items()} == {"a": [1, 0], "b": [0, 1], "d": [0.5, 0.5]}
+    assert VectorJournal(tmp_path, {"model": "other"}).load() == {}
 
 
 def test_interrupt_while_writing_the_version_keeps_the_old_index(cfg, monkeypatch):

@@ -318,6 +318,8 @@ def test_expected_kind(question, kind):
     ("Efter rekryteringen har Torstein Tysklind tillsatts.", Kind.NAME, "Vad heter ekonomichefen?", True),
     ("Tyresö kommun har en ny chef.", Kind.NAME, "Vad heter Tyresös chef?", False),
     ("Chefen för Tyresö har slutat.", Kind.NAME, "Vad heter Tyresös chef?", False),
+    # The word before the name is one the question names; the name still counts as mid-sentence.
+    ("Den automatiska telefonsvararen Tyra används.", Kind.NAME, "Vad heter den automatiska telefonsvararen?", True),
     ("Skicka e-post till info@tyreso.se.", Kind.CONTACT, "", True),
     ("Ring servicecenter på 08-578 291 00.", Kind.CONTACT, "", True),
     ("Vad som helst.", None, "", True),
