@@ -21,18 +21,23 @@ PENALTIES = tuple(round(p, 2) for p in np.arange(0.0, 1.01, 0.1))
 
 
 def choose_threshold(answerable: np.ndarray, unanswerable: np.ndarray, max_false_refusal: float) -> dict:
-    """The threshold that abstains on the most unanswerable questions within the refusal budget."""
-    candidates = np.unique(np.concatenate([answerable, unanswerable, [0.0]]))
+    """The threshold that abstains on the most unanswerable questions within the refusal budget, and
+    among those the one that refuses fewest answerable ones. Each threshold sits halfway between two
+    neighbouring confidences (it classifies the data as any value between them would), so neither
+    side is decided by a hair."""
+    values = np.unique(np.concatenate([answerable, unanswerable, [0.0]]))
+    cuts = np.concatenate([[values[0]], (values[1:] + values[:-1]) / 2])
     best = {"threshold": 0.0, "abstention": 0.0, "false_refusal": 0.0}
     curve = []
-    for threshold in candidates:
+    for threshold in cuts:
         point = {
             "threshold": round(float(threshold), 4),
             "abstention": round(float(np.mean(unanswerable < threshold)) if len(unanswerable) else 0.0, 4),
             "false_refusal": round(float(np.mean(answerable < threshold)) if len(answerable) else 0.0, 4),
         }
         curve.append(point)
-        if point["false_refusal"] <= max_false_refusal and point["abstention"] >= best["abstention"]:
+        within = point["false_refusal"] <= max_false_refusal
+        if within and (point["abstention"], -point["false_refusal"]) > (best["abstention"], -best["false_refusal"]):
             best = point
     return {**best, "max_false_refusal": max_false_refusal, "curve": curve}
 
