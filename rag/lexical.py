@@ -109,6 +109,10 @@ class LexicalIndex:
     def query_tokens(self, question: str) -> list[str]:
         return [t for t in dict.fromkeys(stems(question, self.vocabulary)) if t in self.idf]
 
+    def question_mass(self, question: str) -> float:
+        """BM25 score of an average-length passage holding each question word once: the sum of idf."""
+        return float(sum(self.idf[t] for t in self.query_tokens(question)))
+
     def scores(self, question: str) -> np.ndarray:
         tokens = self.query_tokens(question)
         if not tokens:

@@ -36,7 +36,7 @@ class Settings:
 
     # retrieval and answering
     k: int = 10
-    fusion_weights: tuple[float, float, float] = (1.0, 1.0, 0.15)  # passage, best sentence, BM25
+    fusion_weights: tuple[float, float, float] = (0.7, 1.0, 0.5)  # passage, best sentence, BM25
     date_bonus: float = 0.1
     answer_passages: int = 5
     max_answer_sentences: int = 3
