@@ -370,13 +370,25 @@ def test_a_server_that_ignores_stream_is_still_understood(root, index, llm, monk
 
 
 def test_the_model_saying_it_has_no_answer_is_an_abstention(root, index, llm):
+    everything = float("-inf")  # the evidence gate lets every question through to the model
     llm.reply = "Jag hittar inget svar på det i rapporterna."
-    answer, _ = _ask(root, index, llm.base_url, question="Vilket telefonnummer har samordnaren?")
+    answer, _ = _ask(root, index, llm.base_url, question="Vilket telefonnummer har samordnaren?",
+                     abstain_threshold=everything)  # fmt: skip
     assert answer.generator == "openai" and not answer.answered
     assert answer.text == NO_ANSWER and answer.citations == ()
     llm.reply = "I can't find an answer to that in the reports."
-    answer, _ = _ask(root, index, llm.base_url, question="What is the coordinator's phone number?")
+    answer, _ = _ask(root, index, llm.base_url, question="What is the coordinator's phone number?",
+                     abstain_threshold=everything)  # fmt: skip
     assert not answer.answered and "can't find" in answer.text
+    assert len(llm.requests) == 2
+
+
+def test_evidence_below_the_abstention_threshold_is_never_sent_to_the_model(root, index, llm):
+    llm.reply = f"{SUPPORTED} [1]."
+    answer, hits = _ask(root, index, llm.base_url, abstain_threshold=100.0)
+    assert not llm.requests
+    assert (answer.generator, answer.answered, answer.text, answer.citations) == ("openai", False, NO_ANSWER, ())
+    assert answer.passages == tuple(hits) and answer.notice is None
 
 
 def test_the_request_uses_the_settings_and_sends_a_key_only_when_set(root, index, llm, monkeypatch):
