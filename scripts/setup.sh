@@ -32,3 +32,5 @@ else
 fi
 
 .venv/bin/rag model fetch
+# The default query backend (onnx-int8) runs an ONNX export of the model: minutes once, then cached.
+.venv/bin/python -m rag.quantize export
