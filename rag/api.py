@@ -429,8 +429,7 @@ def serve(settings: Settings) -> int:
     log = logging.getLogger("rag.api")
     assistant = Assistant(settings)
     try:
-        assistant.embedder.encode_queries(["uppstart"])
-        log.warning("Index %s loaded.", assistant.index.version)
+        log.warning("Index %s loaded.", assistant.warm_up())
     except RagError as error:  # serve anyway: /api/health and the UI say what is wrong
         log.warning("Not ready yet: %s", error)
     app = create_app(settings, assistant)

@@ -38,6 +38,11 @@ class Assistant:
                     self._index = load_index(self.settings, check=self.embedder.fingerprint())
         return self._index
 
+    def warm_up(self) -> str:
+        """Load the model, the query backend and the index now rather than on the first question."""
+        self.embedder.encode_queries(["uppstart"])
+        return self.index.version
+
     def ask(self, question: str, *, k: int | None = None, filters: Filters | None = None,
             generator: str | None = None) -> Answer:  # fmt: skip
         """Answer one question. Raises InputError for an empty or oversized question."""
@@ -102,6 +107,10 @@ def ask_batch(rows: Iterable[dict], settings: Settings, *, progress: bool = True
     from rag.response import answer_to_dict, error_to_dict
 
     assistant = assistant or Assistant(settings)
+    try:
+        assistant.warm_up()  # latency is per question: loading is not charged to the first one
+    except RagError:
+        pass  # every row below reports it
     rows = list(rows)
     for row in tqdm(rows, desc="Frågor", unit="fråga", disable=not progress):
         try:

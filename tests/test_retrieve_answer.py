@@ -354,3 +354,18 @@ def test_a_passage_without_the_asked_year_lowers_confidence(base):
 ])  # fmt: skip
 def test_is_english(question, expected):
     assert is_english(question) is expected
+
+
+def test_warm_up_loads_the_index_and_embeds_one_query(base, index):
+    class Recording(FakeEmbedder):
+        asked: list[str] = []
+
+        def encode_queries(self, texts):
+            self.asked.extend(texts)
+            return super().encode_queries(texts)
+
+    embedder = Recording()
+    assistant = Assistant(base, embedder=embedder)
+    assert assistant._index is None
+    assert assistant.warm_up() == index.version
+    assert (assistant._index.version, embedder.asked) == (index.version, ["uppstart"])
