@@ -7,6 +7,8 @@ it is the best there is. Measured on the eval set and SweQUAD-MC this beat recip
 clearly (see docs/retrieval.md): RRF flattens the small score gaps that separate a right passage
 from a near miss.
 A question that names a year or month ("i maj 2017") lifts the passages of matching reports.
+Below rag.index.EXACT_SEARCH_LIMIT every passage is scored; above it, only the union of the
+approximate index's and BM25's candidates, so a query's cost does not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import numpy as np
 
 from rag.chunks import Chunk
 from rag.errors import InputError
-from rag.index import Index
+from rag.index import EXACT_SEARCH_LIMIT, Index
 from rag.sections import MONTHS
 
 WEIGHTS = (0.7, 1.0, 0.5)  # passage vector, best sentence vector, BM25 (see docs/retrieval.md)
 DATE_BONUS = 0.1  # about the gap between a right and a near-miss passage in fused score
-_CANDIDATES = 1000  # approximate indexes are asked for this many before fusion
+_CANDIDATES = 1000  # from an approximate index and from BM25 each, before fusion
 _YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
 _MONTHS_EN = {
     "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
@@ -66,32 +68,50 @@ def retrieve(
 ) -> list[Hit]:
     """The k best passages for the question, best first."""
     allowed = _allowed(index, filters)
-    dense = _dense_scores(index, query_vector)
-    sentence = _best_sentence_scores(index, query_vector)
     lexical = index.lexical.scores(question)
-    coverage = lexical / (index.lexical.question_mass(question) or 1.0)
-    fused = _fuse(dense, sentence, coverage, weights) + date_bonus * _date_matches_question(question, index, allowed)
-    fused[~allowed] = -np.inf
+    pool = _pool(index, query_vector, lexical, allowed)
+    dense = _dense_scores(index, query_vector, pool)
+    sentence = _best_sentence_scores(index, query_vector, pool)
+    coverage = lexical[pool] / (index.lexical.question_mass(question) or 1.0)
+    dates = _date_matches_question(question, index, allowed)[pool]
+    fused = _fuse(dense, sentence, coverage, weights) + date_bonus * dates
+    fused[~allowed[pool]] = -np.inf
+    numbers = pool if isinstance(pool, np.ndarray) else np.arange(len(fused))  # pooled position -> chunk
     order = [i for i in np.argsort(-fused, kind="stable")[:k] if np.isfinite(fused[i])]
-    return [Hit(index.chunks[i], int(i), float(fused[i]), float(dense[i]), float(lexical[i])) for i in order]
+    return [Hit(index.chunks[numbers[i]], int(numbers[i]), float(fused[i]), float(dense[i]),
+                float(lexical[numbers[i]])) for i in order]  # fmt: skip
 
 
-def _dense_scores(index: Index, query_vector: np.ndarray) -> np.ndarray:
-    """Cosine similarity to every chunk; approximate indexes score only their candidates."""
+def _pool(index: Index, query_vector: np.ndarray, lexical: np.ndarray, allowed: np.ndarray) -> slice | np.ndarray:
+    """The chunks worth scoring. Under exact search all of them. Under an approximate index (a
+    large corpus) the union of its nearest candidates, BM25's best and, when a filter leaves few
+    enough, every allowed chunk: the cost then follows the candidates, not the corpus."""
     if index.manifest.get("faiss") == "flat":
-        return index.chunk_vectors @ query_vector
-    scores = np.full(len(index.chunks), -1.0, dtype=np.float32)
-    found, ids = index.faiss.search(query_vector[None, :], min(_CANDIDATES, len(index.chunks)))
-    valid = ids[0] >= 0
-    scores[ids[0][valid]] = found[0][valid]
-    return scores
+        return slice(None)
+    n = min(_CANDIDATES, len(index.chunks))
+    _, ids = index.faiss.search(query_vector[None, :].astype(np.float32), n)
+    keyword = np.argpartition(-lexical, n - 1)[:n] if n < len(lexical) else np.arange(len(lexical))
+    parts = [ids[0][ids[0] >= 0], keyword[lexical[keyword] > 0]]
+    if not allowed.all() and allowed.sum() <= EXACT_SEARCH_LIMIT:
+        parts.append(np.flatnonzero(allowed))
+    return np.unique(np.concatenate(parts))
 
 
-def _best_sentence_scores(index: Index, query_vector: np.ndarray) -> np.ndarray:
-    """Per chunk, the similarity of its best-matching sentence: finds a passage by its one key line."""
+def _dense_scores(index: Index, query_vector: np.ndarray, pool: slice | np.ndarray = slice(None)) -> np.ndarray:
+    """Cosine similarity to the pooled chunks (exact: the chunk vectors are in memory either way)."""
+    return index.chunk_vectors[pool] @ query_vector
+
+
+def _best_sentence_scores(index: Index, query_vector: np.ndarray,
+                          pool: slice | np.ndarray = slice(None)) -> np.ndarray:  # fmt: skip
+    """Per pooled chunk, the similarity of its best-matching sentence: finds a passage by its one key line."""
     flat, starts = index.sentence_table
-    scores = index.sentence_vectors @ query_vector
-    return np.maximum.reduceat(scores[flat], starts)
+    if isinstance(pool, slice):
+        return np.maximum.reduceat((index.sentence_vectors @ query_vector)[flat], starts)
+    lengths = np.diff(np.append(starts, len(flat)))[pool]
+    offsets = np.cumsum(lengths) - lengths  # where each pooled chunk's sentences begin in `subset`
+    subset = flat[np.repeat(starts[pool] - offsets, lengths) + np.arange(lengths.sum())]
+    return np.maximum.reduceat(index.sentence_vectors[subset] @ query_vector, offsets)
 
 
 def _fuse(dense: np.ndarray, sentence: np.ndarray, coverage: np.ndarray, weights) -> np.ndarray:

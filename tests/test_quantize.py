@@ -214,9 +214,43 @@ def test_index_type_follows_corpus_size(settings, fake_embedder, monkeypatch):
     expected = [h.chunk.id for h in retrieve(question, vector, exact, k=5)]
     monkeypatch.setattr(I, "EXACT_SEARCH_LIMIT", 1)  # 64-d fake vectors: limit 12 chunks
     I._write_faiss(exact.path, exact.chunk_vectors)
-    approximate = I.Index(**{**{f: getattr(exact, f) for f in ("path", "chunks", "chunk_vectors", "sentences",
-                                                             "sentence_vectors", "chunk_sentence_ids", "documents")},
-                             "manifest": {**exact.manifest, "faiss": "hnsw32"}})  # fmt: skip
+    approximate = _as_hnsw(exact)
     assert build_report.chunks > 12
     assert approximate.faiss.__class__.__name__.startswith("IndexHNSW")
     assert [h.chunk.id for h in retrieve(question, vector, approximate, k=5)] == expected
+
+
+def _as_hnsw(exact):
+    """The same index as if it were large: HNSW in the manifest (written by the caller)."""
+    import rag.index as I
+
+    fields = ("path", "chunks", "chunk_vectors", "sentences", "sentence_vectors", "chunk_sentence_ids", "documents")
+    return I.Index(**{f: getattr(exact, f) for f in fields}, manifest={**exact.manifest, "faiss": "hnsw32"})
+
+
+def test_approximate_index_scores_only_the_candidate_union(settings, fake_embedder, monkeypatch):
+    """Above the exact-search limit only FAISS's and BM25's candidates are scored, each exactly as
+    under exact search; a filter that leaves few chunks adds them all, so it is never starved."""
+    import rag.index as I
+    import rag.retrieve as R
+
+    I.build_index(settings, fake_embedder, progress=False)
+    exact = I.load_index(settings)
+    monkeypatch.setattr(I, "EXACT_SEARCH_LIMIT", 1)
+    I._write_faiss(exact.path, exact.chunk_vectors)
+    approximate = _as_hnsw(exact)
+    monkeypatch.setattr(R, "_CANDIDATES", 3)
+    question = "Hur många chefer samlas till chefsforum?"
+    vector = fake_embedder.encode_queries([question])[0]
+    lexical = exact.lexical.scores(question)
+    union = set(np.argsort(-(exact.chunk_vectors @ vector))[:3]) | set(np.argsort(-lexical)[:3])
+    everything = {h.number: h.score for h in R.retrieve(question, vector, exact, k=1000)}
+    hits = R.retrieve(question, vector, approximate, k=1000)
+    assert 3 <= len(hits) <= 6 < len(everything)
+    assert {h.number for h in hits} <= union  # HNSW on 12+ chunks finds the true top 3
+    assert all(np.isclose(h.score, everything[h.number]) for h in hits)
+    outside = next(c for n, c in enumerate(exact.chunks) if n not in union)
+    only = R.Filters(doc_ids=(outside.doc_id,))
+    filtered = R.retrieve(question, vector, approximate, k=1000, filters=only)
+    assert filtered and {h.chunk.doc_id for h in filtered} == {outside.doc_id}
+    assert outside.id in {h.chunk.id for h in filtered}
