@@ -5,8 +5,12 @@ server or model is a failure, with rag.llm_server's message saying how to provis
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,6 +122,32 @@ def test_the_real_llm_answers_with_a_valid_citation(llm_url, reports, embedder):
         assert document[citation.start : citation.end] == citation.quote
     assert answer.citations[0].hit.chunk.doc_id == CHEFSFORUM_DOC
     assert "130" in answer.citations[0].quote
+
+
+def test_rag_ask_with_the_openai_generator_answers_from_the_real_llm(llm_url, reports):
+    """`rag ask --generator openai` in a process of its own, configured only by the environment."""
+    env = {**os.environ, "RAG_LLM_BASE_URL": llm_url, "RAG_LLM_TIMEOUT_S": "900"}
+    command = [sys.executable, "-m", "rag.cli", "ask", "Hur många chefer samlas till kommunens chefsforum?",
+               "--generator", "openai", "--json", "--index", str(reports / "index")]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    body = json.loads(done.stdout)
+    assert body["generator"] == "openai", body["notice"]
+    assert body["answered"] and "130" in body["answer"]
+    assert body["citations"] and body["citations"][0]["doc_id"] == CHEFSFORUM_DOC
+
+
+def test_the_ui_choice_of_the_openai_generator_answers_from_the_real_llm(llm_url, reports, embedder):
+    """The chat's generator choice reaches the backend: the site default is extractive, the user picks openai."""
+    from rag import ui
+
+    settings = _settings(reports, llm_url).replace(generator="extractive")
+    ask = ui._ask_handler(Assistant(settings, embedder=embedder))
+    question = "Hur många chefer samlas till kommunens chefsforum?"
+    *_, (history, _, turns, plain) = ask(question, [], [], [], None, "openai", None)
+    response = turns[-1]["response"]
+    assert response["generator"] == "openai", response["notice"]
+    assert "130" in plain and "<mark>" in history[-1]["content"]
 
 
 @pytest.mark.parametrize("question", ["Hur länge har biblioteket i Tyresö centrum öppet på vardagar?",
