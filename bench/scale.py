@@ -256,7 +256,8 @@ def fusion_cost(n: int, dim: int = DIM, sentences_per_chunk: int = 4) -> dict:
     """`rag.retrieve.retrieve` itself over n chunks under an approximate index, FAISS excluded (the
     table above times it): the candidate pool (FAISS top 1,000 ∪ BM25 top 1,000), exact dense and
     best-sentence scores for the pool, fusion and the sort. A stub index supplies the arrays; its
-    FAISS returns fixed ids at no cost. Before the pool, fusion scored and sorted all n."""
+    FAISS returns fixed ids and its BM25 fixed scores at no cost (bm25s's own scoring is not timed).
+    Before the pool, retrieve scored every sentence and sorted all n."""
     from types import SimpleNamespace
 
     import rag.retrieve as retrieve
