@@ -39,8 +39,9 @@ class Assistant:
         return self._index
 
     def warm_up(self) -> str:
-        """Load the model, the query backend and the index now rather than on the first question."""
-        self.embedder.encode_queries(["uppstart"])
+        """Load the model, query backend, index and keyword index now rather than on the first
+        question, by answering one (extractively: never a call to an LLM)."""
+        self.ask("uppstart", generator="extractive")
         return self.index.version
 
     def ask(self, question: str, *, k: int | None = None, filters: Filters | None = None,

@@ -369,3 +369,4 @@ def test_warm_up_loads_the_index_and_embeds_one_query(base, index):
     assert assistant._index is None
     assert assistant.warm_up() == index.version
     assert (assistant._index.version, embedder.asked) == (index.version, ["uppstart"])
+    assert assistant._index._lexical is not None  # BM25 is built too: the first question pays nothing
