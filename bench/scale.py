@@ -10,7 +10,8 @@ For each index type the run reports build time, bytes per chunk (the serialized 
 latency p50/p95 over 200 single queries (one at a time, as `retrieve` asks) at 1 search thread, and
 recall@10 against exact search, for several search-time settings (efSearch / nprobe / refinement).
 It also times exact search with the product's own 768-d numpy path at smaller N and `retrieve`'s
-own work around FAISS at N, to derive where exact search stops being fast enough (rag.index.EXACT_SEARCH_LIMIT).
+own work around FAISS at N, to derive where exact search stops being fast enough
+(rag.index.EXACT_SEARCH_LIMIT).
 
     nice python bench/scale.py                 # 1M (HNSW build takes minutes; built indexes are cached)
     python bench/scale.py --n 100000 --quick   # a smoke run
@@ -204,7 +205,7 @@ def run(n: int, quick: bool, use_cache: bool, build_threads: int) -> dict:
         del refined, ivf
 
     results["exact_768"] = exact_768(quick)
-    results["fusion"] = fusion_cost(n)
+    results["fusion"] = retrieve_cost(n)
     results["choice"] = choose(results)
     return results
 
@@ -252,7 +253,7 @@ def exact_768(quick: bool) -> list[dict]:
     return rows
 
 
-def fusion_cost(n: int, dim: int = DIM, sentences_per_chunk: int = 4) -> dict:
+def retrieve_cost(n: int, dim: int = DIM, sentences_per_chunk: int = 4) -> dict:
     """`rag.retrieve.retrieve` itself over n chunks under an approximate index, FAISS excluded (the
     table above times it): the candidate pool (FAISS top 1,000 ∪ BM25 top 1,000), exact dense and
     best-sentence scores for the pool, fusion and the sort. A stub index supplies the arrays; its
@@ -260,7 +261,7 @@ def fusion_cost(n: int, dim: int = DIM, sentences_per_chunk: int = 4) -> dict:
     Before the pool, retrieve scored every sentence and sorted all n."""
     from types import SimpleNamespace
 
-    import rag.retrieve as retrieve
+    from rag import retrieve
 
     rng = np.random.default_rng(3)
     lexical = np.where(rng.random(n) < 0.05, rng.random(n, dtype=np.float32) * 10, 0).astype(np.float32)
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only time retrieve() around FAISS at --n (seconds; prints JSON, writes nothing)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.retrieve_only:
-        print(json.dumps({**fusion_cost(args.n), "load": [round(x, 2) for x in os.getloadavg()]}))
+        print(json.dumps({**retrieve_cost(args.n), "load": [round(x, 2) for x in os.getloadavg()]}))
         return 0
     meta = machine_meta()
     results = run(args.n, args.quick, not args.no_cache, args.threads)

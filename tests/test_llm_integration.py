@@ -129,7 +129,7 @@ def test_rag_ask_with_the_openai_generator_answers_from_the_real_llm(llm_url, re
     env = {**os.environ, "RAG_LLM_BASE_URL": llm_url, "RAG_LLM_TIMEOUT_S": "900"}
     command = [sys.executable, "-m", "rag.cli", "ask", "Hur många chefer samlas till kommunens chefsforum?",
                "--generator", "openai", "--json", "--index", str(reports / "index")]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     body = json.loads(done.stdout)
     assert body["generator"] == "openai", body["notice"]

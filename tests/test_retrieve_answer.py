@@ -358,7 +358,9 @@ def test_is_english(question, expected):
 
 def test_warm_up_loads_the_index_and_embeds_one_query(base, index):
     class Recording(FakeEmbedder):
-        asked: list[str] = []
+        def __init__(self):
+            super().__init__()
+            self.asked: list[str] = []
 
         def encode_queries(self, texts):
             self.asked.extend(texts)
