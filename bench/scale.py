@@ -283,7 +283,8 @@ def retrieve_cost(n: int, dim: int = DIM, sentences_per_chunk: int = 4) -> dict:
         manifest={"faiss": "hnsw32"}, faiss=Faiss(), lexical=Lexical(), chunks=range(n),
         chunk_vectors=_unit(rng.standard_normal((n, dim), dtype=np.float32)),
         sentence_vectors=_unit(rng.standard_normal((sentence_rows, dim), dtype=np.float32)),
-        sentence_table=(np.arange(n * sentences_per_chunk) % sentence_rows, np.arange(n) * sentences_per_chunk),
+        sentence_table=(np.arange(n * sentences_per_chunk) % sentence_rows, np.arange(n) * sentences_per_chunk,
+                        np.full(n, sentences_per_chunk)),
     )  # fmt: skip
     query = _unit(rng.standard_normal((1, dim), dtype=np.float32))[0]
     times = []

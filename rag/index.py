@@ -80,13 +80,13 @@ class Index:
         return self._faiss
 
     @property
-    def sentence_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sentence ids of all chunks, flattened, and where each chunk's run starts (for reduceat)."""
+    def sentence_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sentence ids of all chunks, flattened; where each chunk's run starts (for reduceat); its length."""
         if "table" not in self._sentence_lookup:
-            lengths = np.array([len(ids) for ids in self.chunk_sentence_ids])
+            lengths = np.array([len(ids) for ids in self.chunk_sentence_ids], dtype=np.int64)
             flat = np.fromiter((i for ids in self.chunk_sentence_ids for i in ids), dtype=np.int64)
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-            self._sentence_lookup["table"] = (flat, starts)
+            self._sentence_lookup["table"] = (flat, starts, lengths)
         return self._sentence_lookup["table"]
 
     def sentence_text(self, sentence_id: int) -> str:

@@ -14,10 +14,10 @@ this setting); only `encode_queries` uses the backend chosen by `Settings.query_
   (``python -m rag.quantize export``, which also needs ``onnx`` and ``onnxscript``); without them
   the embedder falls back to ``fp32`` with a warning (the behaviour before this module existed).
 
-bench/run.py measures each against fp32. The default, ``onnx-int8``, was 6.2x faster than fp32
-on SweQUAD-MC's 962 questions with recall@5 0.942 vs 0.944, and 3.1x faster on the reports with
-recall@5 0.985 vs 0.991; ``int8`` (1.6x) and ``onnx`` (1.8x) kept recall but missed 2x in an
-earlier run. See bench/results/full-20261201.md.
+bench/run.py measures each against fp32. The default, ``onnx-int8``, was 6.8x faster than fp32
+on SweQUAD-MC's 962 questions with recall@5 0.942 vs 0.944, and 3.8x faster on the reports with
+recall@5 0.985 vs 0.991; ``onnx`` (3.2x) and ``int8`` (2.2x) kept recall@5 within 0.001 there
+(bench/results/full-int8-20261201.md; an earlier run, full-20261201.md, had onnx-int8 at 6.2x).
 """
 
 from __future__ import annotations

@@ -105,10 +105,10 @@ def _dense_scores(index: Index, query_vector: np.ndarray, pool: slice | np.ndarr
 def _best_sentence_scores(index: Index, query_vector: np.ndarray,
                           pool: slice | np.ndarray = slice(None)) -> np.ndarray:  # fmt: skip
     """Per pooled chunk, the similarity of its best-matching sentence: finds a passage by its one key line."""
-    flat, starts = index.sentence_table
+    flat, starts, lengths = index.sentence_table
     if isinstance(pool, slice):
         return np.maximum.reduceat((index.sentence_vectors @ query_vector)[flat], starts)
-    lengths = np.diff(np.append(starts, len(flat)))[pool]
+    lengths = lengths[pool]
     offsets = np.cumsum(lengths) - lengths  # where each pooled chunk's sentences begin in `subset`
     subset = flat[np.repeat(starts[pool] - offsets, lengths) + np.arange(lengths.sum())]
     return np.maximum.reduceat(index.sentence_vectors[subset] @ query_vector, offsets)

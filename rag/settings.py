@@ -70,7 +70,7 @@ class Settings:
     # fast query embedding (rag/quantize.py): fp32 | int8 | onnx | onnx-int8; documents always fp32.
     # onnx-int8 needs `python -m rag.quantize export` once (scripts/setup.sh runs it); until then, and
     # for models that were not exported, questions use fp32. Measured on SweQUAD-MC (962 questions):
-    # 6.2x faster than fp32, recall@5 0.942 vs 0.944 (bench/results/full-20261201.md).
+    # 6.2-6.8x faster than fp32, recall@5 0.942 vs 0.944 (bench/results/full-*20261201.md).
     query_backend: str = "onnx-int8"
 
     def replace(self, **overrides) -> Settings:
