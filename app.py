@@ -2,8 +2,8 @@
 
 import sys
 
-from rag.api import serve
 from rag.settings import Settings
+from rag.web.app import serve
 
 if __name__ == "__main__":
     sys.exit(serve(Settings.from_env()))

@@ -2,6 +2,10 @@
 
     python bench/load_test.py          # starts `python app.py` itself on a free port
     python bench/load_test.py --url http://127.0.0.1:7860/ --users 20 --seconds 60
+    python bench/load_test.py --postgres --servers 2 --publish-after 20
+        # two app.py processes on one database (--postgres: a throwaway server with data/ indexed into it,
+        # vectors from the index folder; or RAG_STORE=postgresql://…), users split between them; 20 s in,
+        # `rag index` publishes a new version (one report changed) and both servers must switch to it
 
 Each user asks questions back to back (no think time) until the time is up or it has sent
 --max-requests; then the test stops by itself. Every question is made unique (a "#user-n" tag), so
@@ -62,18 +66,40 @@ QUESTIONS = [t.format(topic) for topic in TOPICS for t in TEMPLATES]
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    server = None
-    if args.url is None:
-        server, args.url = _start_app(args.start_timeout)
+    servers, urls = [], [args.url] if args.url else []
+    publisher = database = None
     try:
-        _require_loopback(args.url)
-        health = httpx.get(args.url.rstrip("/") + "/api/health", timeout=30).json()
-        results = run(args.url, args.users, args.seconds, args.max_requests, unique=not args.repeat)
+        if args.postgres:
+            database = _database()
+        for number in range(args.servers if not args.url else 0):
+            server, url = _start_app(args.start_timeout, number % os.cpu_count() if args.pin else None)
+            servers.append(server)
+            urls.append(url)
+        for url in urls:
+            _require_loopback(url)
+        health = httpx.get(urls[0].rstrip("/") + "/api/health", timeout=30).json()
+        if args.publish_after is not None:
+            publisher = threading.Timer(args.publish_after, lambda: _publish(args))
+            publisher.start()
+        began = time.monotonic()
+        results = run(urls, args.users, args.seconds, args.max_requests, unique=not args.repeat)
+        if publisher is not None:
+            publisher.join()
+            _PUBLISHED["published_at_s"] = round(_PUBLISHED.pop("done", began) - began, 1)
+            for url in urls:  # a question after the publish: each server must notice it between questions
+                httpx.post(url.rstrip("/") + "/api/ask", json={"question": "Vem är ny ekonomichef?"}, timeout=120)
+        after = [httpx.get(u.rstrip("/") + "/api/health", timeout=30).json().get("index_version") for u in urls]
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
             server.wait(30)
+        if database is not None:
+            database.stop()
     report = _report(results, args, health)
+    report["servers"] = len(urls)
+    if args.publish_after is not None:
+        report["published"] = {**_PUBLISHED, "index_version_before": health.get("index_version"),
+                               "index_version_after_per_server": after}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     print(json.dumps(report, ensure_ascii=False, indent=2))
@@ -91,17 +117,56 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", action="store_true", help="let questions repeat (cached embeddings)")
     parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for app.py")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load_test.json")
+    parser.add_argument("--servers", type=int, default=1, help="app.py processes to start (users split evenly)")
+    parser.add_argument("--publish-after", type=float, help="seconds in: `rag index` a changed copy of data/")
+    parser.add_argument("--postgres", action="store_true", help="serve from a throwaway PostgreSQL (RAG_STORE)")
+    parser.add_argument("--pin", action="store_true", help="pin server i to core i (taskset): one core per server")
     return parser
 
 
-def run(url: str, users: int, seconds: float, max_requests: int, unique: bool = True) -> list[dict]:
-    """Every request's outcome: {user, started, latency_s, status, error}."""
-    endpoint = url.rstrip("/") + "/api/ask"
+def _database():
+    """A throwaway PostgreSQL with data/ indexed into it; RAG_STORE then names it for every child."""
+    import tempfile
+
+    from rag.provision.postgres_server import TempPostgres
+
+    server = TempPostgres(Path(tempfile.mkdtemp(prefix="load-pg-")), settings={"shared_buffers": "512MB"}).start()
+    os.environ["RAG_STORE"] = server.create_database("rag")
+    subprocess.run([sys.executable, "-m", "rag.cli", "index", "--data", str(ROOT / "data")], cwd=ROOT, check=True)
+    return server
+
+
+_PUBLISHED: dict = {}
+
+
+def _publish(args) -> None:
+    """`rag index` of data/ with one sentence added to one report, into the store the servers use."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="load-data-"))
+    shutil.copytree(ROOT / "data", folder / "data")
+    report = min((folder / "data").iterdir())
+    report.write_text(report.read_text(encoding="utf-8") + "\nKommunen öppnar ett nytt medborgarkontor.\n",
+                      encoding="utf-8")  # fmt: skip
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "index", "--data", str(folder / "data")], cwd=ROOT,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    _PUBLISHED.update(seconds=round(time.monotonic() - began, 1), exit=done.returncode, done=time.monotonic(),
+                      output=(done.stdout or done.stderr).strip()[-300:])  # fmt: skip
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(url: str | list[str], users: int, seconds: float, max_requests: int, unique: bool = True) -> list[dict]:
+    """Every request's outcome: {user, started, latency_s, status, error}. With several urls the users
+    are dealt out round-robin (a load balancer's even split)."""
+    urls = [url] if isinstance(url, str) else url
     results: list[dict] = []
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
     def user(number: int) -> None:
+        endpoint = urls[number % len(urls)].rstrip("/") + "/api/ask"
         with httpx.Client(timeout=120) as client:
             for i in range(max_requests):
                 if time.monotonic() >= deadline:
@@ -179,7 +244,7 @@ def _require_loopback(url: str) -> None:
         raise SystemExit(f"Refusing to load-test {host!r}: only loopback addresses (127.0.0.1, localhost).")
 
 
-def _start_app(timeout: float) -> tuple[subprocess.Popen, str]:
+def _start_app(timeout: float, core: int | None = None) -> tuple[subprocess.Popen, str]:
     """`python app.py` on a free loopback port, with the environment's RAG_* settings."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,7 +258,8 @@ def _start_app(timeout: float) -> tuple[subprocess.Popen, str]:
     }
     for name in ("RAG_SSO_HEADER", "RAG_AUTH_FILE", "RAG_USERS"):
         env.pop(name, None)
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env)
+    pin = ["taskset", "-c", str(core)] if core is not None else []
+    process = subprocess.Popen([*pin, sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

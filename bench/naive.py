@@ -5,7 +5,7 @@
 * retrieval: dense only, exact inner product over all chunk vectors, top k;
 * answer: the sentence of the top passage that shares the most words with the question.
 
-Responses come out in our response format (rag.response) so rag.evaluate.score judges all pipelines
+Responses come out in our response format (rag.types) so rag.evaluation.metrics.score judges all pipelines
 alike. Chunk vectors are cached in bench/cache/ by a hash of exactly what was embedded.
 
     python bench/naive.py --data data --questions eval/questions.jsonl --out bench/cache/naive.jsonl
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rag.documents import Document, read_documents  # noqa: E402
-from rag.sentences import split_sentences  # noqa: E402
+from rag.ingest.documents import Document, read_documents
+from rag.ingest.sentences import split_sentences
 
 WORDS = 120
 CACHE = ROOT / "bench" / "cache"
@@ -174,14 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="responses JSONL")
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args(argv)
-    from rag.embed import SentenceTransformerEmbedder
+    from rag.embedding.transformer import SentenceTransformerEmbedder
     from rag.settings import Settings
 
     settings = Settings.from_env().replace(query_backend="fp32") if _has_backend() else Settings.from_env()
     pipeline = build(args.data, SentenceTransformerEmbedder(settings), args.k)
     print(f"{len(pipeline.chunks)} naive chunks", file=sys.stderr)
     if args.questions:
-        from rag.evaluate import load_questions
+        from rag.evaluation.dataset import load_questions
 
         rows, _ = load_questions(args.questions)
         with (args.out or Path("/dev/stdout")).open("w", encoding="utf-8") as out:

@@ -160,7 +160,7 @@ def ensure_index(ds: dict, threads: int | None) -> None:
 
 
 def pick_questions(path: Path, limit: int | None) -> list[dict]:
-    from rag.evaluate import load_questions
+    from rag.evaluation.dataset import load_questions
 
     rows, _ = load_questions(path)
     if limit and len(rows) > limit:
@@ -176,7 +176,7 @@ class Ours:
     """Our pipeline with one shared fp32 model and one embedder per query backend."""
 
     def __init__(self, backends: list[str], default: str):
-        from rag.embed import SentenceTransformerEmbedder
+        from rag.embedding.transformer import SentenceTransformerEmbedder
         from rag.settings import Settings
 
         self.settings = Settings.from_env()
@@ -213,16 +213,16 @@ class Ours:
 
 
 def stage_times(assistant, question: str, vector: np.ndarray) -> dict:
-    """Each stage of one question, by calling the stage functions of rag.retrieve / rag.answer."""
-    import rag.retrieve as R
-    from rag.answer import extract_answer
+    """Each stage of one question, by calling the stage functions of the local store, rag.search.retrieve
+    and rag.answering.extractive."""
+    import rag.search.retrieve as R
+    from rag.answering.extractive import extract_answer
 
-    index = assistant.index
+    index = assistant.store
     settings = assistant.settings
     out = {}
-    _, out["dense_chunks"] = timed(R._dense_scores, index, vector)
-    if hasattr(R, "_best_sentence_scores"):
-        _, out["dense_sentences"] = timed(R._best_sentence_scores, index, vector)
+    _, out["dense_chunks"] = timed(lambda: index.chunk_vectors @ vector)
+    _, out["dense_sentences"] = timed(index._best_sentence_scores, vector, slice(None))
     _, out["bm25"] = timed(index.lexical.scores, question)
     kwargs = {}
     params = inspect.signature(R.retrieve).parameters
@@ -241,11 +241,11 @@ def run_ours(ours: Ours, ds: dict, questions: list[dict], progress: bool) -> dic
     """Interleaved per question: encode with every backend, the stages, and a full `ask` per backend."""
     from tqdm import tqdm
 
-    from rag.response import answer_to_dict
+    from rag.types import answer_to_dict
 
     assistants = {b: ours.assistant(ds["index"], b) for b in ours.embedders}
     default = ours.default
-    index = assistants[default].index
+    index = assistants[default].store
     index.lexical  # noqa: B018 - build BM25 once, outside the timings
     for row in questions[:WARMUP]:  # warm-up: first calls allocate, JIT-compile regexes, fill caches
         for backend, assistant in assistants.items():
@@ -307,8 +307,8 @@ def run_naive(ours: Ours, ds: dict, questions: list[dict], progress: bool) -> di
 
 def run_framework(ds: dict, questions: list[dict], threads: int | None, work: Path) -> dict:
     """Haystack in its own venv, as a subprocess writing responses in our format."""
-    from rag.documents import read_documents
-    from rag.model import resolve_model
+    from rag.ingest.documents import read_documents
+    from rag.provision.model import resolve_model
     from rag.settings import Settings
 
     if not FRAMEWORK_PYTHON.is_file():
@@ -338,7 +338,7 @@ def run_framework(ds: dict, questions: list[dict], threads: int | None, work: Pa
 
 
 def quality(questions: list[dict], responses: list[dict]) -> dict:
-    from rag.evaluate import score
+    from rag.evaluation.metrics import score
 
     overall = score(questions, responses).overall
     return {key: _r(getattr(overall, key), 4) for key in
@@ -357,8 +357,11 @@ def build_child(out_dir: Path, data: Path, threads: int | None) -> int:
         import torch
 
         torch.set_num_threads(threads)
-    from rag.embed import SentenceTransformerEmbedder
-    from rag.index import _context, _owners, build_index, load_index
+    from rag.embedding.transformer import SentenceTransformerEmbedder
+    from rag.index import load_store as load_index
+    from rag.index.build import build_index
+    from rag.index.build import context as _context
+    from rag.index.build import owners as _owners
     from rag.settings import Settings
 
     settings = Settings.from_env().replace(index_dir=out_dir)
@@ -373,11 +376,11 @@ def build_child(out_dir: Path, data: Path, threads: int | None) -> int:
     tracemalloc.stop()
     rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     index = load_index(settings)
-    chunk_texts = [c.text for c in index.chunks]
-    chunk_titles = [_context(c) for c in index.chunks]
+    chunk_texts = [c.text for c in index.chunk_list]
+    chunk_titles = [_context(c) for c in index.chunk_list]
     owners = _owners(index.chunk_sentence_ids, len(index.sentences))
-    sentence_texts = [index.documents[s.doc_id]["text"][s.start : s.end] for s in index.sentences]
-    sentence_titles = [_context(index.chunks[o]) for o in owners]
+    sentence_texts = [index.sentence_text(i) for i in range(len(index.sentences))]
+    sentence_titles = [_context(index.chunk_list[o]) for o in owners]
 
     def bare(texts, titles):
         began = time.perf_counter()
@@ -430,8 +433,8 @@ def run_build(threads: int | None) -> dict:
 
 def run_reindex(ds: dict, threads: int | None) -> dict:
     """`rag index` of the unchanged corpus, in-process (build_index) and as the CLI (process start to exit)."""
-    from rag.embed import SentenceTransformerEmbedder
-    from rag.index import build_index
+    from rag.embedding.transformer import SentenceTransformerEmbedder
+    from rag.index.build import build_index
     from rag.settings import Settings
 
     settings = Settings.from_env().replace(index_dir=ds["index"])
@@ -636,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the default backend and fp32)")  # fmt: skip
     parser.add_argument("--cold-start-only", action="store_true",
                         help="only measure cold start and merge it into results/<name>.json (needs --name)")  # fmt: skip
+    parser.add_argument("--stores", action="store_true",
+                        help="only the local and PostgreSQL stores side by side (bench/stores.py)")  # fmt: skip
+    parser.add_argument("--store", help="with --stores: this postgresql://… database (default: a throwaway server)")
     parser.add_argument("--_build-child", dest="build_child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build_child:
@@ -643,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     if args.cold_start_only:
         return cold_start_only(args)
+    if args.stores:
+        from bench.stores import main as stores
+
+        return stores(args, datasets(args))
     if args.threads:
         import torch
 

@@ -11,7 +11,7 @@ latency p50/p95 over 200 single queries (one at a time, as `retrieve` asks) at 1
 recall@10 against exact search, for several search-time settings (efSearch / nprobe / refinement).
 It also times exact search with the product's own 768-d numpy path at smaller N and `retrieve`'s
 own work around FAISS at N, to derive where exact search stops being fast enough
-(rag.index.EXACT_SEARCH_LIMIT).
+(rag.index.local_store.EXACT_SEARCH_LIMIT).
 
     nice python bench/scale.py                 # 1M (HNSW build takes minutes; built indexes are cached)
     python bench/scale.py --n 100000 --quick   # a smoke run
@@ -254,14 +254,13 @@ def exact_768(quick: bool) -> list[dict]:
 
 
 def retrieve_cost(n: int, dim: int = DIM, sentences_per_chunk: int = 4) -> dict:
-    """`rag.retrieve.retrieve` itself over n chunks under an approximate index, FAISS excluded (the
-    table above times it): the candidate pool (FAISS top 1,000 ∪ BM25 top 1,000), exact dense and
-    best-sentence scores for the pool, fusion and the sort. A stub index supplies the arrays; its
-    FAISS returns fixed ids and its BM25 fixed scores at no cost (bm25s's own scoring is not timed).
-    Before the pool, retrieve scored every sentence and sorted all n."""
-    from types import SimpleNamespace
-
-    from rag import retrieve
+    """`rag.search.retrieve.retrieve` itself over n chunks of a local store under an approximate index,
+    FAISS excluded (the table above times it): the candidate pool (FAISS top 1,000 ∪ BM25 top 1,000),
+    exact dense and best-sentence scores for the pool, fusion and the sort. The store's FAISS returns
+    fixed ids and its BM25 fixed scores at no cost (bm25s's own scoring is not timed). Before the pool,
+    retrieve scored every sentence and sorted all n."""
+    from rag.index.local_store import LocalStore, _Columns
+    from rag.search import retrieve
 
     rng = np.random.default_rng(3)
     lexical = np.where(rng.random(n) < 0.05, rng.random(n, dtype=np.float32) * 10, 0).astype(np.float32)
@@ -273,18 +272,25 @@ def retrieve_cost(n: int, dim: int = DIM, sentences_per_chunk: int = 4) -> dict:
             return np.zeros_like(candidates, dtype=np.float32), candidates
 
     class Lexical:
-        def scores(self, question):
+        idf = {"deltog": 10.0}
+
+        def query_tokens(self, question):
+            return ["deltog"]
+
+        def scores_for(self, tokens):
             return lexical
 
         def question_mass(self, question):
             return 10.0
 
-    index = SimpleNamespace(
-        manifest={"faiss": "hnsw32"}, faiss=Faiss(), lexical=Lexical(), chunks=range(n),
-        chunk_vectors=_unit(rng.standard_normal((n, dim), dtype=np.float32)),
+    index = LocalStore(
+        path=CACHE, manifest={"faiss": "hnsw32"}, chunk_list=range(n), sentences=[], chunk_sentence_ids=[],
+        document_rows={}, chunk_vectors=_unit(rng.standard_normal((n, dim), dtype=np.float32)),
         sentence_vectors=_unit(rng.standard_normal((sentence_rows, dim), dtype=np.float32)),
-        sentence_table=(np.arange(n * sentences_per_chunk) % sentence_rows, np.arange(n) * sentences_per_chunk,
-                        np.full(n, sentences_per_chunk)),
+        _faiss=Faiss(), _lexical=Lexical(),
+        _memo={"table": (np.arange(n * sentences_per_chunk) % sentence_rows, np.arange(n) * sentences_per_chunk,
+                         np.full(n, sentences_per_chunk)),
+               "columns": _Columns(["d"], np.zeros(n, np.int64), [None], np.zeros(n, np.int64))},
     )  # fmt: skip
     query = _unit(rng.standard_normal((1, dim), dtype=np.float32))[0]
     times = []
@@ -347,7 +353,7 @@ def markdown(results: dict, meta: dict) -> str:
     lines += [f"| {r['n']:,} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {_num(r.get('cpu_p50_ms'))} | "
               f"{_num(r.get('cpu_p95_ms'))} |" for r in results["exact_768"]]
     fusion = results["fusion"]
-    lines += ["", f"`rag.retrieve.retrieve` over {fusion['n']:,} chunks under an approximate index, FAISS excluded "
+    lines += ["", f"`rag.search.retrieve.retrieve` over {fusion['n']:,} chunks under an approximate index, FAISS excluded "
               f"(candidate pool, exact scores for it, fusion, sort): p50 {fusion['p50_ms']:.1f} ms, "
               f"p95 {fusion['p95_ms']:.1f} ms."]  # fmt: skip
     choice = results["choice"]

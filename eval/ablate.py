@@ -15,10 +15,11 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag import lexical  # noqa: E402
-from rag.evaluate import filter_split, load_questions, score  # noqa: E402
-from rag.pipeline import Assistant, ask_batch  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.evaluation.dataset import filter_split, load_questions
+from rag.evaluation.metrics import score
+from rag.index import lexical
+from rag.pipeline import Assistant, ask_batch
+from rag.settings import Settings
 
 CONFIGS = {
     "dense only": {"fusion_weights": (1.0, 0.0, 0.0)},
@@ -44,16 +45,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = filter_split(load_questions(args.questions)[0], args.split)
     base = Settings.from_env(index_dir=args.index)
-    assistant = Assistant(base)
+    first = Assistant(base)
     print("| configuration | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for name, change in CONFIGS.items():
         change = dict(change)
         patch = change.pop("_patch", None)
-        assistant.settings = base.replace(**change)
-        assistant.index._lexical = None  # BM25 is rebuilt under each configuration's patch
         with mock.patch.object(*patch) if patch else contextlib.nullcontext():
-            report = score(rows, list(ask_batch(rows, assistant.settings, progress=False, assistant=assistant)))
+            # A fresh assistant per configuration: its own settings, and BM25 built under the patch.
+            assistant = Assistant(base.replace(**change), embedder=first.embedder)
+            report = score(rows, list(ask_batch(rows, assistant, progress=False)))
         values = [getattr(report.overall, c) for c in COLUMNS]
         print(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + " |")
     return 0

@@ -24,6 +24,10 @@ class IndexNotFoundError(RagError):
     """No index at the given folder."""
 
 
+class IndexDamagedError(IndexNotFoundError):
+    """A published index version fails its checks: a file is missing, truncated or changed."""
+
+
 class IndexMismatchError(RagError):
     """The index was built with another model or other chunk settings."""
 

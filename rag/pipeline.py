@@ -1,74 +1,141 @@
-"""The assembled pipeline: question -> retrieve -> answer, with the model and index loaded once.
+"""The assembled pipeline: question -> retrieve -> answer, with model, index and generators loaded once.
 
-`Assistant` is what the CLI, the API, the UI and the eval share. It notices a rebuilt index (a new
-CURRENT version) and swaps to it between questions; a question in flight keeps the index it started with.
+`Assistant` is what the CLI, the API, the UI and the eval share. It notices a newly published index
+version and swaps to it between questions; a question in flight keeps the version it started with.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from rag.answer import Answer
-from rag.embed import Embedder, SentenceTransformerEmbedder
-from rag.errors import InputError, RagError
-from rag.generators import get_generator
-from rag.index import Index, current_version, load_index
-from rag.rerank import rerank
-from rag.retrieve import Filters, retrieve
+from rag.answering.conversation import Interpretation, interpret
+from rag.answering.generators import Generator, create_generator, final_answer
+from rag.embedding import Embedder, real_embedder
+from rag.errors import IndexMismatchError, IndexNotFoundError, InputError, RagError
+from rag.index import load_store, open_backend
+from rag.index.protocol import Backend, Store
+from rag.search.rerank import rerank
+from rag.search.retrieve import retrieve
 from rag.settings import Settings
+from rag.types import Answer, Filters, Hit, Turn
+
+log = logging.getLogger(__name__)
+MAX_TURNS = 20  # the conversation's last turns that are read; the API refuses more
+PRIOR_BONUS = 0.05  # about half the gap between a right and a near-miss passage (cf. the date bonus, 0.1)
+PRIOR_POOL = 20  # extra passages retrieved so a prior report's can move up
 
 
 class Assistant:
-    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None,
+                 backend: Backend | None = None):  # fmt: skip
         self.settings = settings or Settings.from_env()
-        self.embedder = embedder or SentenceTransformerEmbedder(self.settings)
-        self._index: Index | None = None
+        self.embedder = embedder or real_embedder(self.settings)
+        self.backend = backend or open_backend(self.settings)
+        self._store: Store | None = None
+        self._refused: tuple[str | None, str] | None = None  # a published version that failed to load, and why
+        self._generators: dict[str, Generator] = {}
         self._lock = threading.Lock()
 
     @property
-    def index(self) -> Index:
-        """The live index, reloaded when `rag index` has published a new version."""
-        live = current_version(self.settings.index_dir)
-        if self._index is None or (live is not None and live != self._index.version):
+    def store(self) -> Store:
+        """The live index version, reloaded when `rag index` has published a new one. A new version
+        that cannot be loaded (damaged, or built for another model) leaves the loaded one serving,
+        and `index_problem` says why; with nothing loaded yet, its error is raised."""
+        live = self.backend.current_version()
+        if self._store is None or (live is not None and live != self._store.version):
             with self._lock:
-                if self._index is None or live != self._index.version:
-                    self._index = load_index(self.settings, check=self.embedder.fingerprint())
-        return self._index
+                if self._store is None or live != self._store.version:
+                    self._reload(live)
+        return self._store
+
+    @property
+    def index_problem(self) -> str | None:
+        """Why the published index version is not the one serving, or None when it is."""
+        return None if self._refused is None else self._refused[1]
+
+    def _reload(self, live: str | None) -> None:
+        if self._store is not None and self._refused is not None and self._refused[0] == live:
+            return  # already refused: checked again only when another version is published
+        try:
+            self._store = load_store(self.settings, self.embedder.fingerprint(), self.backend)
+            self._refused = None
+        except (IndexNotFoundError, IndexMismatchError) as error:
+            if self._store is None:
+                raise
+            self._refused = (live, f"{error} Still serving version {self._store.version}.")
+            log.warning("Index version %s not loaded: %s", live, self._refused[1])
+
+    def generator(self, name: str | None = None) -> Generator:
+        """The backend called `name` (default: the settings'), built once and kept."""
+        name = name or self.settings.generator
+        if name not in self._generators:
+            with self._lock:
+                if name not in self._generators:
+                    self._generators[name] = create_generator(name, self.settings, self.embedder)
+        return self._generators[name]
 
     def warm_up(self) -> str:
         """Load the model, query backend, index and keyword index now rather than on the first
         question, by answering one (extractively: never a call to an LLM)."""
         self.ask("uppstart", generator="extractive")
-        return self.index.version
+        return self.store.version
 
     def ask(self, question: str, *, k: int | None = None, filters: Filters | None = None,
-            generator: str | None = None) -> Answer:  # fmt: skip
-        """Answer one question. Raises InputError for an empty or oversized question."""
-        *_, answer = self.stream(question, k=k, filters=filters, generator=generator)
-        return answer
+            generator: str | None = None, history: Sequence[Turn] = ()) -> Answer:  # fmt: skip
+        """Answer one question, in the conversation `history` (earlier turns, oldest first). Raises
+        InputError for an empty or oversized question."""
+        return final_answer(self.stream(question, k=k, filters=filters, generator=generator, history=history))
 
     def stream(self, question: str, *, k: int | None = None, filters: Filters | None = None,
-               generator: str | None = None) -> Iterator[str | Answer]:  # fmt: skip
+               generator: str | None = None, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:  # fmt: skip
         """Text as the generator produces it, then the final Answer (always the last item)."""
-        question = validate_question(question, self.settings)
-        backend = get_generator(generator or self.settings.generator)
-        index = self.index  # one version for the whole question
+        question = validate_question(question, self.settings.max_question_chars)
+        backend = self.generator(generator)
+        store = self.store  # one version for the whole question
         clock = _Clock()
-        query_vector = self.embedder.encode_queries([question])[0]
+        reading = self.interpret(question, history, store)
+        query = reading.query  # what is searched and answered: the question, written out if it is a follow-up
+        query_vector = self.embedder.encode_queries([query])[0]
         clock.lap("embed")
-        hits = retrieve(question, query_vector, index, k=max(k or self.settings.k, 10), filters=filters,
+        k = max(k or self.settings.k, 10)
+        hits = retrieve(query, query_vector, store, k=k + PRIOR_POOL if reading.prior_docs else k, filters=filters,
                         weights=self.settings.fusion_weights, date_bonus=self.settings.date_bonus)  # fmt: skip
-        hits = rerank(question, hits, self.settings)
+        hits = with_prior(hits, reading.prior_docs)[:k]
+        hits = rerank(query, hits, self.settings.reranker)
         clock.lap("retrieve")
-        for item in backend.stream(question, query_vector, hits, index, self.settings):
+        interpreted_as = query if query != question else None
+        for item in backend.stream(query, query_vector, hits, store):
             if isinstance(item, Answer):
                 clock.lap("answer")
-                yield replace(item, timings_ms=clock.timings())
+                yield replace(item, question=question, interpreted_as=interpreted_as, timings_ms=clock.timings())
             else:
                 yield item
+
+    def interpret(self, question: str, history: Sequence[Turn], store: Store) -> Interpretation:
+        """The standalone question behind a follow-up: by rules (the default), or by the LLM when
+        settings.condense is "llm" (falling back to the rules when it cannot answer)."""
+        history = tuple(history)[-MAX_TURNS:]
+        if history and self.settings.condense == "llm":
+            from rag.answering.generators.condense import condense
+
+            written = condense(question, history, self.settings)
+            if written is not None:
+                rules = interpret(question, history, store)  # for its report prior
+                return Interpretation(written, written != question, rules.prior_docs if rules.followup else ())
+        return interpret(question, history, store)
+
+
+def with_prior(hits: list[Hit], prior_docs: Sequence[str], bonus: float = PRIOR_BONUS) -> list[Hit]:
+    """Hits re-ranked with `bonus` added to passages of the reports the previous answer cited: the
+    conversation's topic as a prior, never a filter."""
+    if not prior_docs:
+        return hits
+    lifted = [replace(h, score=h.score + bonus) if h.chunk.doc_id in prior_docs else h for h in hits]
+    return sorted(lifted, key=lambda h: -h.score)
 
 
 class _Clock:
@@ -86,28 +153,28 @@ class _Clock:
         return {k: round(v, 2) for k, v in {**self.laps, "total": total}.items()}
 
 
-def validate_question(question, settings: Settings) -> str:
+def validate_question(question, max_chars: int) -> str:
     if not isinstance(question, str):
         raise InputError("The question must be text.")
     question = " ".join(question.split())
     if not question:
         raise InputError("Skriv en fråga först. (The question is empty.)")
-    if len(question) > settings.max_question_chars:
-        raise InputError(
-            f"Frågan är för lång ({len(question)} tecken); korta den till högst "
-            f"{settings.max_question_chars} tecken."
-        )
+    if len(question) > max_chars:
+        raise InputError(f"Frågan är för lång ({len(question)} tecken); korta den till högst {max_chars} tecken.")
     return question
 
 
-def ask_batch(rows: Iterable[dict], settings: Settings, *, progress: bool = True,
-              assistant: Assistant | None = None) -> Iterator[dict]:  # fmt: skip
-    """One response dict per question row; a bad row gets an `error` instead of stopping the batch."""
+def ask_batch(rows: Iterable[dict], assistant: Assistant, *, progress: bool = True) -> Iterator[dict]:
+    """One response dict per question row; a bad row gets an `error` instead of stopping the batch.
+
+    A row may carry `history`: the conversation before its question, oldest first, as turn objects
+    ({"question", "answer"?, "citations"?}) or as plain earlier questions, which are answered here
+    first (not timed) so the follow-up sees the answers a user would have seen.
+    """
     from tqdm import tqdm
 
-    from rag.response import answer_to_dict, error_to_dict
+    from rag.types import answer_to_dict, error_to_dict
 
-    assistant = assistant or Assistant(settings)
     try:
         assistant.warm_up()  # latency is per question: loading is not charged to the first one
     except RagError:
@@ -116,7 +183,27 @@ def ask_batch(rows: Iterable[dict], settings: Settings, *, progress: bool = True
     for row in tqdm(rows, desc="Frågor", unit="fråga", disable=not progress):
         try:
             filters = Filters(**row["filters"]) if isinstance(row.get("filters"), dict) else None
-            answer = assistant.ask(row.get("question", ""), filters=filters)
+            history = _history(row.get("history") or [], assistant)
+            answer = assistant.ask(row.get("question", ""), filters=filters, history=history)
             yield {"id": row.get("id"), **answer_to_dict(answer)}
         except (RagError, TypeError) as error:
             yield {"id": row.get("id"), **error_to_dict(row.get("question"), error)}
+
+
+def _history(items: list, assistant: Assistant) -> tuple[Turn, ...]:
+    """A batch row's history as Turns; plain questions are answered in order, each in its own context."""
+    from rag.types import CitedSource, turn_of
+
+    if not isinstance(items, list) or len(items) > MAX_TURNS:
+        raise InputError(f"history must be a list of at most {MAX_TURNS} earlier turns.")
+    turns: list[Turn] = []
+    for item in items:
+        if isinstance(item, str):
+            turns.append(turn_of(assistant.ask(item, history=turns)))
+        elif isinstance(item, dict) and isinstance(item.get("question"), str):
+            cited = tuple(CitedSource(str(c.get("doc_id", "")), c.get("section"), c.get("start"), c.get("end"),
+                                      c.get("quote")) for c in item.get("citations") or [] if isinstance(c, dict))  # fmt: skip
+            turns.append(Turn(item["question"], item.get("answer"), cited))
+        else:
+            raise InputError("Each history item must be an earlier question or {\"question\", \"answer\", \"citations\"}.")
+    return tuple(turns)

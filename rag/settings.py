@@ -10,6 +10,8 @@ from pathlib import Path
 from rag.errors import ConfigError
 
 DEFAULT_MODEL = "embeddinggemma-300m"
+# The reader model shipped with the package (`rag train-reader --out` writes a new one anywhere).
+DEFAULT_READER = Path(__file__).parent / "answering" / "reader.json"
 
 
 def _default_cache_dir() -> Path:
@@ -24,11 +26,19 @@ class Settings:
     data_dir: Path = Path("data")
     index_dir: Path = Path("index")
     cache_dir: Path = field(default_factory=_default_cache_dir)
+    # where index versions live: "local" (files in index_dir) or a postgresql://… URL (rag/index/postgres.py)
+    store: str = "local"
 
     # embedding model: the alias DEFAULT_MODEL, a sentence-transformers model id, or a local folder
     model: str = DEFAULT_MODEL
     embedding_dim: int | None = None  # Matryoshka truncation; None keeps the model's full size
     batch_size: int = 16
+
+    # reading the data folder: a symbolic link to a file outside it is skipped unless allowed (a file
+    # elsewhere on the server would be indexed and quoted); a report with more text than this is skipped
+    # with a message (20 MB of text is ~40,000 chunks and hours of embedding)
+    allow_outside_links: bool = False
+    max_document_chars: int = 2_000_000
 
     # chunking, counted in cl100k_base tokens
     chunk_tokens: int = 200
@@ -40,12 +50,19 @@ class Settings:
     date_bonus: float = 0.1
     answer_passages: int = 5
     max_answer_sentences: int = 3
-    max_answer_words: int = 50
-    abstain_threshold: float = field(default_factory=lambda: _calibrated("threshold", 0.0))
-    # taken off the confidence when the quote lacks what the question asks for (rag/calibrate.py)
-    missing_penalty: float = field(default_factory=lambda: _calibrated("missing_penalty", 0.3))
+    max_answer_words: int = 40  # a quote longer than this is never given whole (its clauses are)
+    # The learned reader (rag/answering/reader.py) and how often it may refuse an answerable question:
+    # the abstention threshold is the one that refuses at most this share of the answerable questions
+    # it was trained on (held-out). abstain_threshold, when set, overrides it with a fixed probability.
+    reader_file: Path = DEFAULT_READER
+    max_false_refusal: float = 0.05
+    abstain_threshold: float | None = None
     reranker: str | None = None
     max_question_chars: int = 2000
+
+    # how a follow-up question becomes a standalone one: "rules" (rag/answering/conversation.py) or "llm"
+    # (the openai backend's server condenses it; the rules when it cannot)
+    condense: str = "rules"
 
     # generation
     generator: str = "extractive"
@@ -66,12 +83,20 @@ class Settings:
     queue_limit: int = 64
     feedback_log: Path = Path("feedback/feedback.jsonl")
     concurrency_limit: int = 2  # answers computed at once (UI queue workers and API requests)
+    feedback_store: str = "file"  # where feedback goes: "file" (feedback_log, JSON lines)
+    # space-separated peer addresses whose X-Forwarded-For/-Proto/-Host are believed (the reverse proxy)
+    trusted_proxies: str = "127.0.0.1 ::1"
+    allowed_hosts: str = "*"  # space-separated Host names the app answers to; "*" = any
+    # space-separated generators an API or UI user may pick; the site's `generator` is always allowed
+    client_generators: str = ""
 
-    # fast query embedding (rag/quantize.py): fp32 | int8 | onnx | onnx-int8; documents always fp32.
-    # onnx-int8 needs `python -m rag.quantize export` once (scripts/setup.sh runs it); until then, and
-    # for models that were not exported, questions use fp32. Measured on SweQUAD-MC (962 questions):
-    # 6.2-6.8x faster than fp32, recall@5 0.942 vs 0.944 (bench/results/full-*20261201.md).
-    query_backend: str = "onnx-int8"
+    # question embedding (rag/embedding/query_backends.py): fp32 | int8 | onnx | onnx-int8; documents are
+    # always fp32 PyTorch. onnx (fp32 ONNX Runtime, ~3x faster than fp32 PyTorch) is the default because it
+    # is reproducible: int8 activation rounding turns last-bit float differences between machines into
+    # vectors ~0.007 apart in cosine, enough to flip answers near the abstention threshold (docs/evaluation.md).
+    # onnx-int8 is ~3x faster again for sites that accept that. Both need `rag model export-onnx` once
+    # (scripts/setup.sh runs it); until then questions use fp32.
+    query_backend: str = "onnx"
 
     def replace(self, **overrides) -> Settings:
         """A copy with some fields changed; `None` values are ignored so CLI flags can pass through."""
@@ -97,12 +122,6 @@ class Settings:
         return cls().replace(**from_env).replace(**overrides)
 
 
-def _calibrated(name: str, default: float) -> float:
-    from rag.calibrate import load_calibration  # written by `python -m rag.calibrate`
-
-    return float(load_calibration().get(name, default))
-
-
 def _coerce(settings: Settings, name: str, value):
     """Turn strings (from env or CLI) into the field's type, with a clear error."""
     current = getattr(settings, name)
@@ -113,11 +132,11 @@ def _coerce(settings: Settings, name: str, value):
             return value.strip().lower() in {"1", "true", "yes", "on"}
         if isinstance(current, int):
             return int(value)
-        if isinstance(current, float):
+        if isinstance(current, float) or name == "abstain_threshold":
             return float(value)
         if isinstance(current, tuple):  # "1,1,0.15"
             return tuple(float(part) for part in value.split(","))
-        if isinstance(current, Path) or name in {"auth_file", "feedback_log"}:
+        if isinstance(current, Path) or name in {"auth_file", "feedback_log", "reader_file"}:
             return Path(value)
         if name == "embedding_dim":
             return int(value) if value else None

@@ -1,14 +1,12 @@
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rag.settings import Settings
+from tests.fakes import FakeEmbedder
+from tests.pg import postgres_server, store, store_kind  # noqa: F401  (fixtures: both stores, a real server)
 
-from fakes import FakeEmbedder  # noqa: E402
-
-from rag.settings import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT / "data"
 

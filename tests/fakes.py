@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-from rag.lexical import stems
+from rag.index.lexical import stems
 
 
 class FakeEmbedder:

@@ -7,14 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fakes import FakeEmbedder
 
-import rag.embed
+import rag.embedding.transformer
 import rag.pipeline
 from rag import cli
-from rag.documents import read_documents
+from rag.ingest.documents import read_documents
+from tests.fakes import FakeEmbedder
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 PASSAGE_FIELDS = {"doc_id", "title", "date", "diarienummer", "section", "text", "start", "end", "score"}
 CITATION_FIELDS = PASSAGE_FIELDS | {"n"}
 
@@ -33,8 +33,7 @@ def env(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("RAG_FEEDBACK_LOG", str(tmp_path / "feedback.jsonl"))
     monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "-100")
     fake = lambda settings: FakeEmbedder()
-    monkeypatch.setattr(rag.embed, "SentenceTransformerEmbedder", fake)
-    monkeypatch.setattr(rag.pipeline, "SentenceTransformerEmbedder", fake)
+    monkeypatch.setattr(rag.embedding.transformer, "SentenceTransformerEmbedder", fake)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

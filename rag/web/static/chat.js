@@ -1,0 +1,127 @@
+// The chat's behaviour in the browser (put into the page's <head> by rag/web/app.py): citations that
+// open their source card and lead back, the newest turn scrolled into view with focus kept sensible,
+// and Gradio's hard-coded English accessibility texts in Swedish. Works the same in the page, in an
+// iframe and in the <gradio-app> web component (no shadow DOM there).
+(() => {
+  if (window.__ragChat) return;
+  window.__ragChat = true;
+
+  const byId = (node, id) => {
+    const root = node.getRootNode ? node.getRootNode() : document;
+    return (root.getElementById ? root : document).getElementById(id);
+  };
+
+  // [n] opens its source card and focuses it; "Tillbaka till svaret" returns focus to the [n].
+  document.addEventListener('click', (event) => {
+    const link = event.target.closest && event.target.closest('a.rag-cite, a.rag-back');
+    if (!link) return;
+    event.preventDefault();
+    const target = byId(link, decodeURIComponent((link.getAttribute('href') || '').slice(1)));
+    if (!target) return;
+    if (link.classList.contains('rag-cite')) {
+      target.open = true;
+      target.scrollIntoView({block: 'nearest'});
+      const summary = target.querySelector('summary');
+      if (summary) summary.focus({preventScroll: true});
+    } else {
+      target.scrollIntoView({block: 'nearest'});
+      target.focus({preventScroll: true});
+    }
+  }, true);
+
+  // Gradio's English (or raw-HTML) accessibility texts, put right whenever Gradio renders them.
+  const SWEDISH_TEXT = {'Loading content': 'Hämtar svaret …'};
+  const fixLabels = (scope) => {
+    scope.querySelectorAll('[aria-label]').forEach((e) => {
+      const label = e.getAttribute('aria-label');
+      if (/^(bot|user)'s message/.test(label)) e.removeAttribute('aria-label'); // our HTML as a label
+      else if (/^Select example \d+/.test(label)) e.removeAttribute('aria-label'); // its text names it
+      else if (label === 'chatbot conversation') e.setAttribute('aria-label', 'Samtal');
+      else if (label === 'Loading response') e.setAttribute('aria-label', 'Svaret hämtas');
+    });
+    scope.querySelectorAll('.examples[role="list"]').forEach((e) => {
+      e.setAttribute('role', 'group'); // buttons are not list items (axe: aria-required-children)
+      e.setAttribute('aria-label', 'Exempelfrågor');
+    });
+    scope.querySelectorAll('.sr-only, .rag-sr').forEach((e) => {
+      const swedish = SWEDISH_TEXT[e.textContent.trim()];
+      if (swedish) e.textContent = swedish;
+    });
+    // A multiselect's "remove" control is titled "Ta bort 0" (the choice's index): name the choice.
+    scope.querySelectorAll('.token').forEach((token) => {
+      const name = (token.querySelector('span') || token).textContent.trim();
+      const wanted = `Ta bort ${name}`;
+      token.querySelectorAll('[title^="Ta bort"], [title^="Remove"]').forEach((e) => {
+        if (e.getAttribute('title') !== wanted) e.setAttribute('title', wanted);
+        if (e.getAttribute('aria-label') !== wanted) e.setAttribute('aria-label', wanted);
+      });
+    });
+    // The footer's link to the accessibility statement: same tab (Gradio opens markdown links in a new
+    // one), and relative to the app rather than to an intranet page that embeds it.
+    scope.querySelectorAll('#rag-footer a[href$="tillganglighet"]').forEach((link) => {
+      const app = link.closest('gradio-app');
+      const root = (app && app.getAttribute('src')) || (window.gradio_config && window.gradio_config.root) || location.href;
+      const href = new URL('tillganglighet', String(root).replace(/\/?$/, '/')).href;
+      if (link.href !== href) link.href = href;
+      if (link.hasAttribute('target')) link.removeAttribute('target');
+    });
+    const status = document.getElementById('rag-status');
+    if (status && !status.hasAttribute('role')) {
+      status.setAttribute('role', 'status');
+      status.setAttribute('aria-live', 'polite');
+    }
+  };
+
+  // The newest turn: when a question is sent and when its answer is done, scroll the chat panel (and,
+  // if needed, the page) so the question and the start of its answer are in view. Not while the user
+  // is in an earlier part of the chat (reading a source card): scrolling would pull the text away.
+  let answers = 0;
+  let pending = 0;
+  const scroller = (node) => {
+    for (let e = node.parentElement; e; e = e.parentElement) {
+      const style = getComputedStyle(e);
+      if (/(auto|scroll)/.test(style.overflowY) && e.scrollHeight > e.clientHeight) return e;
+    }
+    return null;
+  };
+  const reading = (chat, latest) => {
+    const active = document.activeElement;
+    return active && chat.contains(active) && !(latest && latest.contains(active));
+  };
+  const showTurn = (chat, latest) => {
+    const row = latest.closest('.message-row') || latest;
+    const question = row.previousElementSibling || row;
+    const panel = scroller(latest);
+    if (panel) panel.scrollTop += question.getBoundingClientRect().top - panel.getBoundingClientRect().top - 8;
+    const box = chat.getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) chat.scrollIntoView({block: 'start'});
+  };
+  const focusAfterAnswer = (chat) => {
+    const active = document.activeElement;
+    if (active && active !== document.body && document.contains(active)) return; // never steal focus
+    const box = document.querySelector('#rag-question textarea');
+    if (box) box.focus({preventScroll: true}); // the example button pressed is gone: back to the box
+  };
+  const onChange = () => {
+    fixLabels(document);
+    const chat = document.getElementById('rag-chat');
+    if (!chat) return;
+    const all = chat.querySelectorAll('.rag-answer');
+    const done = chat.querySelectorAll('.rag-answer:not(.rag-pending)').length;
+    const waiting = all.length - done;
+    const latest = all[all.length - 1];
+    if (latest && (done > answers || waiting > pending) && !reading(chat, latest)) {
+      requestAnimationFrame(() => showTurn(chat, latest));
+      if (done > answers) focusAfterAnswer(chat);
+    }
+    answers = done;
+    pending = waiting;
+  };
+  const start = () => {
+    new MutationObserver(onChange).observe(document.documentElement,
+      {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label', 'title']});
+    onChange();
+  };
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
