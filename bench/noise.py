@@ -3,9 +3,11 @@
 1. Kernel sensitivity of each ONNX question backend: the token-embedding table perturbed by a relative
    1e-7 (one float32 ulp, the size of difference another CPU's kernels make), question vectors compared.
 2. Passage vectors (PyTorch fp32) embedded one at a time vs in the build's batches of 32.
-3. The eval set's dev split asked with every vector perturbed (rag.evaluation.noise) at the fp32 size
-   and at the size that reproduces the onnx-int8 movement, several seeds each, compared with the
-   unperturbed run by the regression guard: how many questions flip, and does the guard stay green.
+3. The eval set's dev split asked with its vectors perturbed (rag.evaluation.noise), several seeds
+   each: every vector at the fp32 size (another machine, default backends), and question vectors at
+   the size that reproduces the onnx-int8 movement with stored vectors at the fp32 size (another
+   machine serving with RAG_QUERY_BACKEND=onnx-int8), compared with the unperturbed run by the
+   regression guard: how many questions flip, and does the guard stay green.
 Writes bench/results/noise.json and noise.md. Needs the model, the ONNX export and index/.
 """
 
@@ -77,8 +79,9 @@ def batch_sensitivity(settings: Settings, count: int = 48) -> dict:
             "one_minus_cos_max": float((1 - np.sum(batched * single, axis=1)).max())}  # fmt: skip
 
 
-def answer_flips(settings: Settings, rows: list[dict], sigmas: list[float], seeds: int) -> list[dict]:
-    """The dev split unperturbed, then with every vector perturbed; the guard's verdict for each run."""
+def answer_flips(settings: Settings, rows: list[dict], configs: list[tuple[str, float, float]],
+                 seeds: int) -> list[dict]:  # fmt: skip
+    """The dev split unperturbed, then perturbed per (label, question σ, stored σ); the guard's verdict per run."""
     from rag.evaluation.compare import compare, flips
     from rag.evaluation.metrics import score
     from rag.evaluation.noise import NoisyBackend, NoisyEmbedder
@@ -89,14 +92,15 @@ def answer_flips(settings: Settings, rows: list[dict], sigmas: list[float], seed
     plain = Assistant(settings)
     reference = report_to_dict(score(rows, list(ask_batch(rows, plain, progress=False))))
     out = []
-    for sigma in sigmas:
+    for label, question_sigma, stored_sigma in configs:
         for seed in range(seeds):
-            noisy = Assistant(settings, embedder=NoisyEmbedder(plain.embedder, sigma, seed),
-                              backend=NoisyBackend(open_backend(settings), sigma, seed))  # fmt: skip
+            noisy = Assistant(settings, embedder=NoisyEmbedder(plain.embedder, question_sigma, seed),
+                              backend=NoisyBackend(open_backend(settings), stored_sigma, seed))  # fmt: skip
             current = report_to_dict(score(rows, list(ask_batch(rows, noisy, progress=False))))
             changed = sum(a["answer"] != b["answer"] for a, b in zip(reference["records"], current["records"]))
             overall = [f for f in flips(current["records"], reference["records"]) if f.group == "overall"]
-            out.append({"sigma": sigma, "seed": seed, "answers_changed": changed, "questions": len(rows),
+            out.append({"config": label, "question_sigma": question_sigma, "stored_sigma": stored_sigma,
+                        "seed": seed, "answers_changed": changed, "questions": len(rows),
                         "flipped": {f.outcome: [len(f.lost), len(f.gained)] for f in overall if f.lost or f.gained},
                         "guard_regressed": compare(current, reference)[1]})  # fmt: skip
             print(out[-1], flush=True)
@@ -121,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     kernels = [kernel_sensitivity(settings, questions, b) for b in ("onnx", "onnx-int8")]
     int8 = kernels[1]["mean"]
     # Unit vectors + N(0, s²) per component move by 1 - cos ≈ d·s²/2: the s that gives int8's mean movement.
-    sigma_int8 = float(np.sqrt(2 * int8 / 768))
+    sigma_int8, sigma_fp32 = float(np.sqrt(2 * int8 / 768)), float(np.sqrt(2 * 1e-6 / 768))
+    configs = [("fp32 everywhere", sigma_fp32, sigma_fp32), ("int8 questions, fp32 stored", sigma_int8, sigma_fp32)]
     result = {"kernels": kernels, "batches": batch_sensitivity(settings),
-              "flips": answer_flips(settings, rows, [1e-6, sigma_int8], args.seeds), "sigma_int8": sigma_int8}
+              "flips": answer_flips(settings, rows, configs, args.seeds), "sigma_int8": sigma_int8}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "noise.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "noise.md").write_text(_markdown(result))
@@ -141,11 +146,13 @@ def _markdown(result: dict) -> str:
     b = result["batches"]
     lines += ["", f"Passage vectors (PyTorch fp32), {b['texts']} texts alone vs in one batch: max |Δ| "
                   f"{b['max_abs']:.1e}, max 1-cos {b['one_minus_cos_max']:.1e}.", "",
-              "| σ per component | seed | answers changed | flipped (lost, gained) | guard |", "|---:|---:|---:|---|---|"]
+              "| noise | σ questions | σ stored | seed | answers changed | flipped (lost/gained) | guard |",
+              "|---|---:|---:|---:|---:|---|---|"]
     for run in result["flips"]:
         flipped = "; ".join(f"{k} {v[0]}/{v[1]}" for k, v in run["flipped"].items()) or "–"
         verdict = "REGRESSION" if run["guard_regressed"] else "green"
-        lines.append(f"| {run['sigma']:.1e} | {run['seed']} | {run['answers_changed']}/{run['questions']} | "
+        lines.append(f"| {run['config']} | {run['question_sigma']:.1e} | {run['stored_sigma']:.1e} | {run['seed']} | "
+                     f"{run['answers_changed']}/{run['questions']} | "
                      f"{flipped} | {verdict} |")
     return "\n".join(lines) + "\n"
 

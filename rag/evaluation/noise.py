@@ -3,7 +3,8 @@ given size, to show that the regression guard (compare.py) does not fail on what
 
 `NoisyEmbedder` perturbs question vectors; `NoisyBackend` opens the live index version with its
 passage, sentence and heading vectors perturbed. The noise is Gaussian per component, `sigma` on unit
-vectors, renormalized, and seeded (per question text, and per version), so a run is repeatable.
+vectors, renormalized, and seeded (per question text, and per index content, not per version name,
+which carries a build time), so a run is repeatable on the same index.
 Sizes measured here are in docs/evaluation.md.
 """
 
@@ -63,7 +64,7 @@ class NoisyBackend:
         store = self.inner.open()
         if store is None:
             return None
-        rng = _rng(f"{self.seed}\x00{store.version}")
+        rng = _rng(f"{self.seed}\x00{store.chunk_count}\x00{len(store.sentence_vectors)}")
         return dataclasses.replace(
             store,
             chunk_vectors=perturbed(store.chunk_vectors, self.sigma, rng),

@@ -58,7 +58,8 @@ CREATE TABLE {schema}.terms (term text PRIMARY KEY, idf float8 NOT NULL);
 CREATE TABLE {schema}.vocabulary (stem text PRIMARY KEY);
 CREATE TABLE {schema}.postings (term text PRIMARY KEY, numbers int[] NOT NULL, weights real[] NOT NULL);
 CREATE TABLE {schema}.dates (code int PRIMARY KEY, date text);
-"""
+""" + "".join(f"ALTER TABLE {schema}.{table} ALTER COLUMN vector SET STORAGE MAIN;\n"
+              for table in ("chunks", "sentences", "headings"))
 
 
 def version_indexes(schema: str, hnsw: dict | None) -> list[str]:
@@ -73,29 +74,25 @@ def version_indexes(schema: str, hnsw: dict | None) -> list[str]:
     return out
 
 
-def signals_sql(schema: str, filtered: bool, everything: bool, sentence_leg: bool) -> str:
+def signals_sql(schema: str, filtered: bool, everything: bool) -> str:
     """One round trip for the signals of the candidate pool, in chunk order.
 
     Parameters: %(q)s the question vector, %(terms)s its stems, %(docs)s the allowed document codes
-    (when filtered), %(pool)s the pool size. The pool is every allowed chunk (`everything`), else the
-    union of the best `pool` chunks by passage vector, by BM25 and (`sentence_leg`) by best sentence.
-    Cosines are inner products of unit vectors (`<#>` is the negative inner product)."""
+    (when filtered), %(pool)s the pool size. The pool is every allowed chunk (`everything`: exact
+    search, as in the local store), else the union of the best `pool` chunks by passage vector
+    (pgvector's HNSW index) and by BM25. Cosines are inner products of unit vectors (`<#>` is the
+    negative inner product)."""
     where = "WHERE doc_code = ANY(%(docs)s)" if filtered else ""
     keyword = f"""keyword AS MATERIALIZED (
         SELECT u.number, sum(u.weight) AS bm25
         FROM {schema}.postings p CROSS JOIN LATERAL unnest(p.numbers, p.weights) AS u(number, weight)
         WHERE p.term = ANY(%(terms)s) GROUP BY u.number)"""
     if everything:
-        pool = f"pool AS (SELECT number FROM {schema}.chunks {where})"
-    else:
-        allowed_kw = (f"JOIN {schema}.chunks c USING (number) WHERE c.doc_code = ANY(%(docs)s)" if filtered else "")
-        legs = [f"(SELECT number FROM {schema}.chunks {where} ORDER BY vector <#> %(q)s LIMIT %(pool)s)",
-                f"(SELECT k.number FROM keyword k {allowed_kw} ORDER BY k.bm25 DESC LIMIT %(pool)s)"]  # fmt: skip
-        if sentence_leg:
-            legs.append(f"""(SELECT cs.number FROM (SELECT id FROM {schema}.sentences {where}
-                            ORDER BY vector <#> %(q)s LIMIT %(pool)s) s
-                            JOIN {schema}.chunk_sentences cs ON cs.sentence_id = s.id)""")
-        pool = "pool AS (" + " UNION ".join(f"SELECT number FROM {leg} AS leg{i}" for i, leg in enumerate(legs)) + ")"
+        return _every_chunk(schema, where, keyword)
+    allowed_kw = (f"JOIN {schema}.chunks c USING (number) WHERE c.doc_code = ANY(%(docs)s)" if filtered else "")
+    legs = [f"(SELECT number FROM {schema}.chunks {where} ORDER BY vector <#> %(q)s LIMIT %(pool)s)",
+            f"(SELECT k.number FROM keyword k {allowed_kw} ORDER BY k.bm25 DESC LIMIT %(pool)s)"]  # fmt: skip
+    pool = "pool AS (" + " UNION ".join(f"SELECT number FROM {leg} AS leg{i}" for i, leg in enumerate(legs)) + ")"
     return f"""WITH {keyword}, {pool},
     best AS (SELECT cs.number, max(-(s.vector <#> %(q)s)) AS sentence
              FROM pool JOIN {schema}.chunk_sentences cs USING (number)
@@ -104,6 +101,19 @@ def signals_sql(schema: str, filtered: bool, everything: bool, sentence_leg: boo
            coalesce(k.bm25, 0)::real AS keyword, c.date_code
     FROM pool JOIN {schema}.chunks c USING (number) LEFT JOIN best b USING (number)
     LEFT JOIN keyword k USING (number) ORDER BY c.number"""
+
+
+def _every_chunk(schema: str, where: str, keyword: str) -> str:
+    """Every allowed chunk scored, each vector read once: the cosines are taken in the scans
+    (MATERIALIZED keeps the planner from carrying 3 KB vectors into hash joins, which spilled to
+    disk and tripled the cost: bench/results/pg-signals-*.md)."""
+    return f"""WITH {keyword},
+    dense AS MATERIALIZED (SELECT number, -(vector <#> %(q)s) AS dense, date_code FROM {schema}.chunks {where}),
+    sims AS MATERIALIZED (SELECT id, -(vector <#> %(q)s) AS sim FROM {schema}.sentences {where}),
+    best AS (SELECT cs.number, max(sims.sim) AS sentence
+             FROM sims JOIN {schema}.chunk_sentences cs ON cs.sentence_id = sims.id GROUP BY cs.number)
+    SELECT d.number, d.dense, coalesce(b.sentence, -1) AS sentence, coalesce(k.bm25, 0)::real AS keyword, d.date_code
+    FROM dense d LEFT JOIN best b USING (number) LEFT JOIN keyword k USING (number) ORDER BY d.number"""
 
 
 # -- pgvector's binary wire format: int16 dim, int16 unused, dim float4 (big-endian) ------------

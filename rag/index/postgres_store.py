@@ -2,11 +2,10 @@
 
 What a process keeps in memory is small and per document (titles, dates, chunk counts, filters are
 resolved against it); vectors, texts, postings and the vocabulary stay in the database. `signals` is
-one SQL round trip (postgres_sql.signals_sql). The pool mirrors the local store's: every allowed chunk
-when there are at most `pool_size` of them, else the union of the best `pool_size` by passage vector,
-by BM25 and, under exact search, by best sentence (so the fused top k is the local store's whenever
-it lies in any signal's top 1,000); above the exact-search limit pgvector's HNSW index serves the
-passage leg. Chunks, passages and question terms are cached per version (versions never change).
+one SQL round trip (postgres_sql.signals_sql). The pool mirrors the local store's: under exact search
+(a version, or a filter's chunks, within the exact-search limit) or when at most `pool_size` chunks
+are allowed, every allowed chunk; else the union of the best `pool_size` by passage vector (pgvector's
+HNSW index) and by BM25. Chunks, passages and question terms are cached per version (versions never change).
 """
 
 from __future__ import annotations
@@ -109,7 +108,7 @@ class PostgresStore:
         if allowed == 0:
             return _empty(self.dates)
         exact = self.exact or (docs is not None and allowed <= EXACT_SEARCH_LIMIT)
-        sql = signals_sql(self.schema, docs is not None, allowed <= pool_size, exact)
+        sql = signals_sql(self.schema, docs is not None, exact or allowed <= pool_size)
         params = {"q": PgVector(np.asarray(query_vector, dtype=np.float32)), "terms": list(terms.tokens),
                   "docs": [int(d) for d in docs] if docs is not None else None, "pool": pool_size}  # fmt: skip
         with self.pool.connection() as conn:
