@@ -375,3 +375,7 @@ def focused(page, script: str = "e => e"):
 def wait_ready(page) -> None:
     page.get_by_label("Din fråga").wait_for(timeout=60_000)
     page.locator("#rag-chat .examples button").first.wait_for(timeout=60_000)
+    # The page's load event fills the filters and the footer; until it returns, Gradio shows its
+    # outputs at 20 % opacity (`.pending`), which on a busy machine axe once caught as low contrast.
+    page.wait_for_function("() => !document.querySelector('.pending')", timeout=60_000)
+    page.wait_for_timeout(200)  # Gradio's 150 ms opacity transition

@@ -186,4 +186,5 @@ def _wire(demo: gr.Blocks, p: _Parts, assistant: Assistant, feedback_log: Feedba
     p.chatbot.clear(_reset, None, reset, api_name=False, queue=False)
     p.copy.click(_copied, [p.copy_text], [p.status], js=COPY_JS, api_name=False, queue=False)
     outputs = [p.reports, p.year, p.generator, p.footer]
-    demo.load(_refresh(assistant), None, outputs, api_name=False, queue=False)
+    # Hidden progress: the filters and footer are not dimmed while the page's first refresh runs.
+    demo.load(_refresh(assistant), None, outputs, api_name=False, queue=False, show_progress="hidden")
