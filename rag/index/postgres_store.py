@@ -107,18 +107,14 @@ class PostgresStore:
         allowed = self.chunk_count if docs is None else int(self.doc_chunks[docs].sum()) if len(docs) else 0
         if allowed == 0:
             return _empty(self.dates)
+        # A narrow filter on a large version is scored exactly too: no graph search can starve it.
         exact = self.exact or (docs is not None and allowed <= EXACT_SEARCH_LIMIT)
         sql = signals_sql(self.schema, docs is not None, exact or allowed <= pool_size)
         params = {"q": PgVector(np.asarray(query_vector, dtype=np.float32)), "terms": list(terms.tokens),
                   "docs": [int(d) for d in docs] if docs is not None else None, "pool": pool_size}  # fmt: skip
         with self.pool.connection() as conn:
             register_vector(conn)
-            if exact and not self.exact:  # a narrow filter on a large version: scan it, skip the graph
-                with conn.transaction():
-                    conn.execute("SET LOCAL enable_indexscan = off")
-                    rows = conn.execute(sql, params).fetchall()
-            else:
-                rows = conn.execute(sql, params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         if not rows:
             return _empty(self.dates)
         columns = np.array(rows, dtype=np.float64).T
