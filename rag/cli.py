@@ -249,6 +249,9 @@ def _eval_commands(sub) -> None:
     add("--tolerance", type=float, default=0.02,
         help="allowed net loss per metric as a share of its questions, at least 1.5 questions (default: 0.02)")
     add("--save-responses", type=Path, metavar="PATH", help="also write the responses as JSONL")
+    add("--filter-slice", action="store_true",
+        help="also ask each answerable question with a filter that excludes its report (must abstain) and with "
+             "its own report's filter (must answer); written as <name>-filtered")
     add("--generator", help="extractive (default), openai, or a plugin backend")
     evaluate.set_defaults(run=_eval)
 
@@ -268,6 +271,11 @@ def _eval_commands(sub) -> None:
     train.add_argument("--report-dir", type=Path, default=Path("eval/reports"), help="where the figures go")
     train.add_argument("--samples", type=Path, help="cache of the collected training samples (reused while "
                        "questions, indexes and features are unchanged)")  # fmt: skip
+    train.add_argument("--confidence-only", action="store_true",
+                       help="refit only the confidence (P(the quote is right)) of the reader in --reader on the eval "
+                            "set's dev split; needs no SweQUAD-MC index")  # fmt: skip
+    train.add_argument("--reader", type=Path, default=Path("rag/answering/reader.json"),
+                       help="with --confidence-only: the reader whose selector and judge are kept")
     train.set_defaults(run=_train_reader)
 
 
@@ -280,6 +288,12 @@ def _eval(args, settings: Settings) -> int:
 def _train_reader(args, settings: Settings) -> int:
     from rag.evaluation.train_reader import train_command
 
+    if args.confidence_only:
+        from rag.evaluation.train_confidence import confidence_command
+
+        done = confidence_command(settings, args.questions, args.reader, args.out)
+        print(f"Wrote {args.out}: confidence fitted on {done['questions']} dev questions ({done['right']} answered right).")
+        return 0
     report = train_command(settings, args.questions, args.swequad, args.swequad_index, args.out,
                            args.report_dir, near_misses=args.near_misses,
                            samples_cache=args.samples, judge_near_misses=args.judge_near_misses)  # fmt: skip

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from rag.answering.conversation import Interpretation, interpret
+from rag.answering.extractive import NO_ANSWER, extract_answer
 from rag.answering.generators import Generator, create_generator, final_answer
 from rag.embedding import Embedder, real_embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, InputError, RagError
@@ -102,14 +103,20 @@ class Assistant:
         query_vector = self.embedder.encode_queries([query])[0]
         clock.lap("embed")
         k = max(k or self.settings.k, 10)
-        hits = retrieve(query, query_vector, store, k=k + PRIOR_POOL if reading.prior_docs else k, filters=filters,
-                        weights=self.settings.fusion_weights, date_bonus=self.settings.date_bonus)  # fmt: skip
-        hits = with_prior(hits, reading.prior_docs)[:k]
-        hits = rerank(query, hits, self.settings.reranker)
+
+        def search(within: Filters | None) -> list[Hit]:
+            found = retrieve(query, query_vector, store, k=k + PRIOR_POOL if reading.prior_docs else k,
+                             filters=within, weights=self.settings.fusion_weights,
+                             date_bonus=self.settings.date_bonus)  # fmt: skip
+            return rerank(query, with_prior(found, reading.prior_docs)[:k], self.settings.reranker)
+
+        hits = search(filters)
+        rivals = search(None) if narrows(filters) else []
         clock.lap("retrieve")
         interpreted_as = query if query != question else None
         for item in backend.stream(query, query_vector, hits, store):
             if isinstance(item, Answer):
+                item = filter_gate(item, query, query_vector, hits, rivals, store, self.settings)
                 clock.lap("answer")
                 yield replace(item, question=question, interpreted_as=interpreted_as, timings_ms=clock.timings())
             else:
@@ -127,6 +134,26 @@ class Assistant:
                 rules = interpret(question, history, store)  # for its report prior
                 return Interpretation(written, written != question, rules.prior_docs if rules.followup else ())
         return interpret(question, history, store)
+
+
+def narrows(filters: Filters | None) -> bool:
+    return filters is not None and bool(filters.date_from or filters.date_to or filters.doc_ids)
+
+
+def filter_gate(answer: Answer, question: str, query_vector, hits: list[Hit], rivals: list[Hit], store: Store,
+                settings: Settings) -> Answer:  # fmt: skip
+    """A filtered question judged like any other: the reader's confidence is taken with the
+    unfiltered search's best passages read beside the allowed ones (extract_answer's `rivals`), and
+    an answer below the bar then is withheld, whichever backend wrote it. Without a filter, as is."""
+    if not rivals:
+        return answer
+    judged = extract_answer(question, query_vector, hits, store, settings, rivals=rivals)
+    if not judged.answered:
+        return Answer(answer.question, NO_ANSWER, False, (), answer.passages, judged.confidence, answer.generator,
+                      answerability=judged.answerability)  # fmt: skip
+    if not answer.answered:
+        return answer
+    return replace(answer, confidence=min(answer.confidence, judged.confidence), answerability=judged.answerability)
 
 
 def with_prior(hits: list[Hit], prior_docs: Sequence[str], bonus: float = PRIOR_BONUS) -> list[Hit]:

@@ -114,13 +114,14 @@ class Answer:
     answered: bool
     citations: tuple[Citation, ...]
     passages: tuple[Hit, ...]
-    confidence: float
+    confidence: float  # the probability that the answer is right (the extractive reader's, calibrated)
     generator: str = "extractive"
     notice: str | None = None
     dropped_sentences: int = 0  # generated sentences the citation check removed ...
     checked_sentences: int = 0  # ... out of this many it judged (0 for the extractive answer)
     timings_ms: dict[str, float] = field(default_factory=dict)
     interpreted_as: str | None = None  # the standalone question searched, when it differs from the one asked
+    answerability: float | None = None  # the reader's probability that the passages answer at all: abstention's
 
 
 def turn_of(answer: Answer) -> Turn:
@@ -139,6 +140,7 @@ def answer_to_dict(answer: Answer) -> dict:
         "answer": answer.text,
         "answered": answer.answered,
         "confidence": round(answer.confidence, 4),
+        "answerability": None if answer.answerability is None else round(answer.answerability, 4),
         "generator": answer.generator,
         "notice": answer.notice,
         "dropped_sentences": answer.dropped_sentences,

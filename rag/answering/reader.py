@@ -8,9 +8,14 @@ Two small models trained by `rag train-reader` (rag/evaluation/train_reader.py) 
 * the judge, a logistic regression over what the selector saw for the whole question (the selector's
   certainty, whether the asked kind is there, the passages' scores, the prior hand-set score;
   train_reader.JUDGE_INPUTS picks which of JUDGE_FEATURES it weighs): the probability that the
-  passages answer the question at all. The assistant abstains below the threshold that refuses at most
-  `max_false_refusal` of answerable questions, read off the judge's held-out probabilities of the
-  answerable training questions (stored with the model), so a site can pick its own operating point.
+  passages answer the question at all (the answer's `answerability`). The assistant abstains below
+  the threshold that refuses at most `max_false_refusal` of answerable questions, read off the judge's
+  held-out probabilities of the answerable training questions (stored with the model), so a site can
+  pick its own operating point;
+* the confidence, a logistic regression over the judge's logit and the selector's certainty about
+  the quote it picked (CONFIDENCE_INPUTS): the probability that the quote is right, which is what a
+  user reads. The judge alone could not say it: it is sure the passages answer when the quote is the
+  wrong sentence of the right passage (answers it gave at >= 0.9 were right no more often than the rest).
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ JUDGE_FEATURES = (
 # which learns how far to trust it. Its maximum over the spans is a max of a sum, which the judge's
 # linear form could not build from the per-span columns; on the eval set's near misses it abstained
 # more often than the judge did without it.
+CONFIDENCE_INPUTS = ("judge_logit", "p_best", "p_margin")
 PRIOR = {"sem": 1.0, "overlap_sentence": 0.2, "passage_score": 0.3, "kind": 0.05, "missing": 0.5}
 _INDEX = {name: i for i, name in enumerate(FEATURES)}
+_JUDGE = {name: i for i, name in enumerate(JUDGE_FEATURES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,13 @@ class ReaderModel:
     judge: Logistic
     answerable_scores: np.ndarray  # the judge's held-out probabilities of answerable questions, sorted
     meta: dict
+    confidence: Logistic | None = None  # None in a model trained before it: the judge's probability is shown
+
+    def confidence_of(self, answerability: float, judged: np.ndarray) -> float:
+        """The probability that the picked quote is right, from the judge's probability and its row."""
+        if self.confidence is None:
+            return answerability
+        return float(self.confidence.probability(confidence_row(answerability, judged)[None, :])[0])
 
     def threshold(self, max_false_refusal: float) -> float:
         """The probability below which the assistant abstains: the `max_false_refusal` quantile of the
@@ -132,6 +146,12 @@ def judge_row(probabilities: np.ndarray, rows: np.ndarray, hits_scores: tuple[fl
     ])  # fmt: skip
 
 
+def confidence_row(answerability: float, judged: np.ndarray) -> np.ndarray:
+    """CONFIDENCE_INPUTS from the judge's probability and its feature row (judge_row)."""
+    p = min(max(float(answerability), 1e-6), 1 - 1e-6)
+    return np.array([np.log(p / (1 - p)), judged[_JUDGE["p_best"]], judged[_JUDGE["p_margin"]]])
+
+
 def _prior(rows: np.ndarray) -> tuple[float, float, float]:
     """The prior reader's best span score, whether that span misses the asked kind or year, and the two combined."""
     kinds = rows[:, _INDEX["kind_match"]]
@@ -155,8 +175,13 @@ def load_reader(path: Path = DEFAULT_READER) -> ReaderModel:
     if tuple(data.get("features", ())) != FEATURES or tuple(data.get("judge_features", ())) != JUDGE_FEATURES:
         raise ConfigError(f"The reader model {path} was trained on other features than this version computes; "
                           f"retrain it: rag train-reader --out {path}")  # fmt: skip
+    confidence = data.get("confidence")
+    if confidence is not None and tuple(confidence.get("inputs", ())) != CONFIDENCE_INPUTS:
+        raise ConfigError(f"The reader model {path} has a confidence model over other inputs than this version "
+                          f"computes; retrain it: rag train-reader --confidence-only --out {path}")  # fmt: skip
     return ReaderModel(Trees.from_json(data["selector"]), Logistic.from_json(data["judge"]),
-                       np.sort(np.asarray(data["answerable_scores"], dtype=np.float64)), data.get("meta", {}))  # fmt: skip
+                       np.sort(np.asarray(data["answerable_scores"], dtype=np.float64)), data.get("meta", {}),
+                       None if confidence is None else Logistic.from_json(confidence))  # fmt: skip
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -263,8 +263,9 @@ def risk_coverage(records: Iterable[QuestionRecord]) -> dict | None:
     scored = [r for r in records if r.confidence is not None and not r.missing]
     if not scored:
         return None
-    return accuracy_curve([r.confidence for r in scored],
-                          [r.answerable and r.answered and r.contained is True for r in scored])  # fmt: skip
+    confidence = [r.confidence for r in scored]
+    right = [r.answerable and r.answered and r.contained is True for r in scored]
+    return {**accuracy_curve(confidence, right), "calibration": calibration(confidence, right)}
 
 
 def accuracy_curve(confidence: Iterable[float], right: Iterable[bool]) -> dict:
@@ -277,3 +278,48 @@ def accuracy_curve(confidence: Iterable[float], right: Iterable[bool]) -> dict:
     accuracy = np.cumsum(ordered) / np.arange(1, len(ordered) + 1)
     at = {f"{c / 10:.1f}": round(float(accuracy[max(round(c / 10 * len(ordered)) - 1, 0)]), 4) for c in range(1, 11)}
     return {"questions": len(ordered), "area": round(float(accuracy.mean()), 4), "accuracy_at_coverage": at}
+
+
+CALIBRATION_BINS = 10
+CONFIDENT = 0.9  # "precision at confidence >= 0.9": how far a user may trust a confident answer
+
+
+def calibration(confidence: Iterable[float], right: Iterable[bool], bins: int = CALIBRATION_BINS) -> dict:
+    """Whether the confidence means what it says: the reliability table (equal-width confidence bins:
+    mean confidence against the share right), the expected calibration error (the bins' gaps weighted
+    by their size), the AUROC of confidence for right against wrong answers (the chance that a right
+    answer is more confident than a wrong one; ties count half) and the precision of the answers at
+    confidence >= CONFIDENT. None where a figure has nothing to be computed from."""
+    import numpy as np
+
+    p = np.clip(np.asarray(list(confidence), dtype=np.float64), 0.0, 1.0)
+    y = np.asarray(list(right), dtype=bool)
+    at = np.minimum((p * bins).astype(int), bins - 1)
+    table, gaps = [], 0.0
+    for b in range(bins):
+        member = at == b
+        if member.any():
+            mean, share = float(p[member].mean()), float(y[member].mean())
+            gaps += member.sum() * abs(mean - share)
+            table.append({"from": b / bins, "to": (b + 1) / bins, "n": int(member.sum()),
+                          "confidence": round(mean, 4), "right": round(share, 4)})  # fmt: skip
+    confident = p >= CONFIDENT
+    return {
+        "questions": int(len(p)), "right": int(y.sum()),
+        "ece": round(gaps / len(p), 4) if len(p) else None,
+        "auroc": _auroc(p, y),
+        "precision_at_confident": round(float(y[confident].mean()), 4) if confident.any() else None,
+        "confident": int(confident.sum()),
+        "reliability": table,
+    }
+
+
+def _auroc(score, positive) -> float | None:
+    """Mann–Whitney AUROC with average ranks for ties."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return None
+    ranks = rankdata(score)
+    return round(float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)), 4)

@@ -91,7 +91,22 @@ def _risk_coverage_lines(curve: dict | None) -> list[str]:
             f"answered (a wrong quote, or any answer to an unanswerable question, is an error); area under the "
             f"curve {curve['area']:.3f}. A site picks its operating point with RAG_MAX_FALSE_REFUSAL.", "",
             "| coverage | " + " | ".join(points) + " |", "|---" * (len(points) + 1) + "|",
-            "| accuracy | " + " | ".join(f"{v:.3f}" for v in points.values()) + " |"]  # fmt: skip
+            "| accuracy | " + " | ".join(f"{v:.3f}" for v in points.values()) + " |",
+            *_calibration_lines(curve.get("calibration"))]  # fmt: skip
+
+
+def _calibration_lines(table: dict | None) -> list[str]:
+    if not table:
+        return []
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = ["", "## Does the confidence mean what it says?", "",
+             f"Over the same {table['questions']} answers (before the threshold): AUROC of confidence for right "
+             f"against wrong answers {fmt(table['auroc'])}; expected calibration error {fmt(table['ece'])}; "
+             f"answers at confidence ≥ 0.9: {table['confident']}, of which right {fmt(table['precision_at_confident'])}.",
+             "", "| confidence | answers | mean confidence | right |", "|---|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {row['from']:.1f}–{row['to']:.1f} | {row['n']} | {row['confidence']:.3f} | {row['right']:.3f} |"
+              for row in table["reliability"]]  # fmt: skip
+    return lines
 
 
 def ceiling_table(followups: EvalReport, standalone: EvalReport) -> str:
@@ -202,5 +217,12 @@ def summary_table(report: EvalReport) -> str:
     rows = [(t, m) for t, m in report.per_type.items() if t != "overall"] + [("overall", report.overall)]
     table = [head] + [(t, str(m.n), *(_fmt(getattr(m, k), k) for k in keys)) for t, m in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table)
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
+    curve = report.risk_coverage or {}
+    if cal := curve.get("calibration"):
+        fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"Confidence: risk–coverage area {fmt(curve['area'])}, AUROC right vs wrong {fmt(cal['auroc'])}, "
+                     f"ECE {fmt(cal['ece'])}, right at ≥ 0.9: {fmt(cal['precision_at_confident'])} "
+                     f"({cal['confident']} answers)")  # fmt: skip
+    return "\n".join(lines)
 

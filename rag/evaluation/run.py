@@ -40,6 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                      Path(args.out_dir), meta={"questions": str(args.questions), "split": args.split})  # fmt: skip
         print(ceiling_table(report, ceiling))
     name = args.name or default_name(Path(args.questions), args.split)
+    if getattr(args, "filter_slice", False):
+        _filtered(args, settings, questions, name)
     meta = {"name": name, "questions": str(args.questions), "split": args.split,
             "responses": str(args.responses) if args.responses else None}  # fmt: skip
     paths = write_report(report, name, Path(args.out_dir), meta=meta)
@@ -59,6 +61,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               "above). If the change is intended and explained, regenerate the baseline: docs/evaluation.md.",
               file=sys.stderr)
     return 1 if regressed else 0
+
+
+def _filtered(args: argparse.Namespace, settings: Settings, questions: list[dict], name: str) -> None:
+    """The filtered-question slice (filtered.py), asked and written as its own report <name>-filtered."""
+    from rag.evaluation.filtered import filter_slice
+    from rag.index import load_store
+
+    if args.responses:
+        raise InputError("--filter-slice asks its questions anew; it cannot score saved --responses.")
+    store = load_store(settings.replace(index_dir=args.index) if args.index else settings)
+    texts: dict[str, list[str]] = {}
+    for chunk in store.chunks(range(store.chunk_count)):
+        texts.setdefault(chunk.doc_id, []).append(f"{chunk.section}\n{chunk.text}")
+    dates = {doc_id: info.date for doc_id, info in store.documents().items()}
+    rows = filter_slice(questions, dates, {d: "\n".join(t) for d, t in texts.items()})
+    if not rows:
+        print("Filter slice: no answerable question tied to one report; nothing to ask.")
+        return
+    report = _evaluate(args, settings, rows, save=False)
+    paths = write_report(report, f"{name}-filtered", Path(args.out_dir), meta={"questions": str(args.questions),
+                                                                             "split": args.split})  # fmt: skip
+    print("Filtered questions: filter_excluded must abstain, filter_own must still answer")
+    print(summary_table(report))
+    print(f"Report: {paths['md']}\n")
 
 
 def _load_baseline(path: Path) -> dict:
@@ -107,9 +133,10 @@ def _get_responses(args: argparse.Namespace, settings: Settings, questions: list
 
 
 def _below(response: dict, threshold: float) -> bool:
-    """An answer the pipeline would withhold: its reader confidence is under the threshold."""
-    confidence = response.get("confidence")
-    return bool(response.get("answered")) and confidence is not None and confidence < threshold
+    """An answer the pipeline would withhold: the reader's answerability (or, from a version that
+    had none, its confidence) is under the threshold."""
+    score = response.get("answerability", response.get("confidence"))
+    return bool(response.get("answered")) and score is not None and score < threshold
 
 
 def _threshold(settings: Settings) -> float:

@@ -26,7 +26,7 @@ import numpy as np
 
 from rag.answering.extractive import SHORTER_WITHIN
 from rag.answering.features import FEATURES
-from rag.answering.reader import JUDGE_FEATURES, Logistic, Trees, judge_row
+from rag.answering.reader import CONFIDENCE_INPUTS, JUDGE_FEATURES, Logistic, Trees, confidence_row, judge_row
 from rag.evaluation.metrics import accuracy_curve
 from rag.evaluation.reader_data import Sample
 
@@ -41,6 +41,7 @@ JUDGE_C = 0.5
 JUDGE_INPUTS = ("prior_confidence", "prior_missing", "prior_score", "p_best", "p_margin", "best_kind_missing",
                 "kind_absent_top3", "best_kind_asked", "sem_max", "overlap_max", "top_score", "top_dense",
                 "best_misses_year")  # fmt: skip
+CONFIDENCE_C = 0.5
 IN_DOMAIN_WEIGHT = 2.0  # cross-validated, real unanswerable dev questions abstained on: 1x 0.55, 2x 0.69
 
 
@@ -65,6 +66,25 @@ def fit_judge(rows: np.ndarray, labels: np.ndarray, weights: np.ndarray | None =
     coef = np.zeros(rows.shape[1])
     coef[used] = model.coef_[0]
     return Logistic(mean, scale, coef, float(model.intercept_[0]))
+
+
+def fit_confidence(answerability: np.ndarray, judged: np.ndarray, right: np.ndarray) -> Logistic:
+    """P(the picked quote is right) from CONFIDENCE_INPUTS, one logistic regression on standardized
+    inputs. Cross-validated on the eval set's dev split (folds by report, questions as asked), with the
+    judge's logit and the selector's best and margin it separated right from wrong answers with AUROC
+    0.91 (the judge alone 0.80) and ECE 0.067 (0.18); adding the kind and score columns did not help."""
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.stack([confidence_row(a, j) for a, j in zip(answerability, judged)])
+    mean, scale = rows.mean(axis=0), rows.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=CONFIDENCE_C, max_iter=3000).fit((rows - mean) / scale, right.astype(int))
+    return Logistic(mean, scale, model.coef_[0], float(model.intercept_[0]))
+
+
+def confidence_json(model: Logistic, trained_on: str) -> dict:
+    return _rounded({"inputs": list(CONFIDENCE_INPUTS), "mean": model.mean.tolist(), "scale": model.scale.tolist(),
+                     "coef": model.coef.tolist(), "intercept": model.intercept, "trained_on": trained_on})  # fmt: skip
 
 
 def export_trees(model) -> Trees:
@@ -132,6 +152,11 @@ def train(samples: Sequence[Sample], in_domain: str = "eval", judge_near_misses:
         "answerable_scores": sorted(report["answerable_scores"]),
         "meta": {k: v for k, v in report.items() if k != "answerable_scores"},
     }  # fmt: skip
+    # The confidence learns from held-out judge and selector outputs of the in-domain questions as asked.
+    ours = np.array([s.group.split(":", 1)[0] == in_domain and s.variant == "asked" for s in samples])
+    if ours.any() and len(set(correct[ours])) == 2:
+        fitted = fit_confidence(judged[ours], judge_x[ours], correct[ours])
+        model["confidence"] = confidence_json(fitted, f"{in_domain}: held-out outputs, {int(ours.sum())} questions")
     return _rounded(model), report
 
 

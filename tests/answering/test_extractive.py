@@ -240,6 +240,52 @@ def test_a_list_intro_brings_its_items_within_the_budget(index, documents):
     assert quote_span(intro, passage, len(intro.text.split())) == (intro.start, intro.end)  # no room: the intro alone
 
 
+def test_a_sentence_ending_on_temat_brings_the_theme(index, documents):
+    from rag.answering.candidates import candidates
+    from rag.answering.extractive import quote_span
+
+    chunks = index.chunks(range(index.chunk_count))
+    number = next(n for n, c in enumerate(chunks) if "på Taxinge Slott med temat;" in c.text)
+    passage = index.passages([number])[0]
+    found = candidates([passage], 60)
+    intro = next(c for c in found if c.kind == "sentence" and c.text.endswith("med temat;"))
+    quote = documents[passage.chunk.doc_id].text.__getitem__(slice(*quote_span(intro, passage, 60)))
+    assert quote.startswith(intro.text) and "Besöksnäring – en marknad med oändlig potential" in quote
+    # a clause that ends where its sentence ends introduces the same; one that stops before does not
+    tail = next(c for c in found if c.kind == "clause" and c.source is intro.source and c.end == intro.end - 1)
+    assert quote_span(tail, passage, 60)[1] > intro.end
+    inner = next(c for c in found if c.kind == "clause" and c.source is intro.source and c.end < intro.end - 1)
+    assert quote_span(inner, passage, 60) == (inner.start, inner.end)
+
+
+def test_a_filter_never_lowers_the_bar(base):
+    """Asked with a filter to a report that does not hold the answer, the confidence is the one an
+    unfiltered reader gives that report's best quote: below the answer from the right report."""
+    question = "Vem är ny ekonomichef?"  # the new CFO is named in the 2017 report (002)
+    wrong = ask(base, question, filters=Filters(doc_ids=(D004,)))
+    right = ask(base, question, filters=Filters(doc_ids=(D002,)))
+    unfiltered = ask(base, question)
+    assert right.citations[0].hit.chunk.doc_id == D002 and wrong.confidence < right.confidence
+    assert wrong.confidence < unfiltered.confidence
+    assert all(c.hit.chunk.doc_id == D004 for c in wrong.citations)  # still quoted only from the filter
+    bar = (wrong.confidence + unfiltered.confidence) / 2
+    assert not ask(base.replace(abstain_threshold=bar), question, filters=Filters(doc_ids=(D004,))).answered
+
+
+def test_reading_passages_merge_the_rivals_by_score():
+    from rag.answering.extractive import reading_passages
+    from rag.types import Chunk, Hit
+
+    def hit(number: int, score: float) -> Hit:
+        chunk = Chunk(f"c{number}", "d", "t", None, None, "s", "text", 0, 4, ())
+        return Hit(chunk, number, score, 0.0, 0.0)
+
+    allowed, rivals = [hit(1, 0.5), hit(2, 0.4), hit(3, 0.3)], [hit(7, 0.9), hit(1, 0.5), hit(8, 0.2)]
+    assert [h.number for h in reading_passages(allowed, [], 2)] == [1, 2]
+    assert [h.number for h in reading_passages(allowed, rivals, 2)] == [7, 1, 2]
+    assert [h.number for h in reading_passages(allowed, rivals, 3)] == [7, 1, 2, 3, 8]
+
+
 def test_abstains_above_the_threshold(base):
     answer = ask(base.replace(abstain_threshold=100.0), "Vem är ny ekonomichef?")
     assert answer.answered is False

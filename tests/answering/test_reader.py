@@ -104,3 +104,11 @@ def test_the_packaged_model_loads_and_matches_this_version():
     model = load_reader()
     assert model.selector.feature.shape[0] > 0 and len(model.answerable_scores) > 50
     assert 0.0 < model.threshold(0.05) < 1.0
+
+
+def test_the_packaged_model_has_a_confidence_that_rises_with_the_judge():
+    model = load_reader()
+    row = np.zeros(len(JUDGE_FEATURES))
+    row[JUDGE_FEATURES.index("p_best")] = 0.8
+    assert model.confidence is not None
+    assert model.confidence_of(0.3, row) < model.confidence_of(0.9, row)

@@ -336,3 +336,29 @@ def test_split_filter_without_matches_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="split=test"):
         argv = ("--questions", str(questions), "--split", "test", "--responses", str(questions))
         run(_args(*argv), Settings(cache_dir=tmp_path))
+
+
+def test_calibration_table_ece_auroc_and_confident_precision():
+    from rag.evaluation.metrics import calibration
+
+    confidence = [0.95, 0.92, 0.91, 0.55, 0.50, 0.15, 0.10]
+    right = [True, True, False, True, False, False, True]
+    table = calibration(confidence, right)
+    assert table["reliability"] == [
+        {"from": 0.1, "to": 0.2, "n": 2, "confidence": 0.125, "right": 0.5},
+        {"from": 0.5, "to": 0.6, "n": 2, "confidence": 0.525, "right": 0.5},
+        {"from": 0.9, "to": 1.0, "n": 3, "confidence": 0.9267, "right": 0.6667},
+    ]
+    # ECE: (2 * 0.375 + 2 * 0.025 + 3 * 0.26) / 7
+    assert table["ece"] == pytest.approx(0.2257, abs=1e-4)
+    # 4 right, 3 wrong: of the 12 pairs, right more confident in 8 (0.95 and 0.92 beat all three
+    # wrong; 0.55 beats 0.50 and 0.15; 0.10 beats none)
+    assert table["auroc"] == pytest.approx(8 / 12, abs=1e-4)
+    assert (table["confident"], table["precision_at_confident"]) == (3, 0.6667)
+
+
+def test_calibration_without_both_classes_has_no_auroc():
+    from rag.evaluation.metrics import calibration
+
+    assert calibration([0.2, 0.8], [True, True])["auroc"] is None
+    assert calibration([], [])["ece"] is None

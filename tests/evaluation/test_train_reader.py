@@ -48,3 +48,28 @@ def test_training_reports_held_out_figures_and_writes_a_loadable_model(tmp_path)
     assert reader.threshold(0.05) == pytest.approx(report["threshold_at_5_percent"], rel=1e-9)  # 12 digits kept
     again, _ = train(_samples())
     assert json.dumps(again, sort_keys=True) == json.dumps(model, sort_keys=True)  # same samples, same model
+
+
+def test_the_confidence_is_fitted_on_held_out_outputs_and_rises_with_the_evidence(tmp_path):
+    from rag.answering.reader import JUDGE_FEATURES
+
+    model, _ = train(_samples())
+    assert model["confidence"]["inputs"] == ["judge_logit", "p_best", "p_margin"]
+    path = tmp_path / "reader.json"
+    write(model, path)
+    reader = load_reader(path)
+    row = np.zeros(len(JUDGE_FEATURES))
+    row[JUDGE_FEATURES.index("p_best")] = 0.9
+    sure, unsure = reader.confidence_of(0.95, row), reader.confidence_of(0.2, row)
+    assert 0.0 < unsure < sure < 1.0
+
+
+def test_a_confidence_over_other_inputs_is_refused(tmp_path):
+    from rag.errors import ConfigError
+
+    model, _ = train(_samples())
+    model["confidence"]["inputs"] = ["judge_logit"]
+    path = tmp_path / "reader.json"
+    write(model, path)
+    with pytest.raises(ConfigError, match="confidence-only"):
+        load_reader(path)
