@@ -118,22 +118,31 @@ class Gold:
 
 
 def gold_of(row: dict) -> Gold:
+    """A SQuAD 2.0 row marked `is_impossible` is unanswerable (type "none" unless it names one), though
+    it names its paragraph; its `plausible_answers`, what a careless reader would quote, are distractors."""
     doc_level = "relevant_ids" in row
-    qtype = str(row.get("type") or TYPE_ALL)
+    impossible = row.get("is_impossible") is True
+    qtype = str(row.get("type") or ("none" if impossible else TYPE_ALL))
     answers = tuple(a for a in row.get("answers", []) if a.strip())
     evidence = tuple(ws(e) for e in row.get("evidence", []) if e.strip())
     relevant = frozenset(row.get("relevant_ids", []))
     return Gold(
         id=row["id"],
         type=qtype,
-        answerable=qtype != "none" and bool(answers or evidence or relevant),
+        answerable=qtype != "none" and not impossible and bool(answers or evidence or relevant),
         doc_level=doc_level,
         answers=answers,
         evidence=evidence,
         doc_id=str(row.get("doc_id") or ""),
         relevant_ids=relevant,
-        distractors=tuple(d for d in row.get("distractor_answers", []) if d.strip()),
+        distractors=tuple(d for d in [*row.get("distractor_answers", []), *_texts(row.get("plausible_answers"))]
+                          if d.strip()),  # fmt: skip
     )
+
+
+def _texts(spans) -> list[str]:
+    """SQuAD's plausible answers: span objects ({"text", ...}) or plain strings."""
+    return [s.get("text", "") if isinstance(s, dict) else s for s in spans or () if isinstance(s, (dict, str))]
 
 
 def ws(text: str) -> str:

@@ -33,3 +33,4 @@ def test_each_answerable_question_gets_its_own_and_an_excluding_filter():
         ("q1~filter_excluded", EXCLUDED, {"doc_ids": ["maj.txt"]}),
     ]
     assert gold_of(out[0]).answerable and not gold_of(out[1]).answerable
+
