@@ -145,14 +145,12 @@ def filter_gate(answer: Answer, question: str, query_vector, hits: list[Hit], ri
     """A filtered question judged like any other: the reader's confidence is taken with the
     unfiltered search's best passages read beside the allowed ones (extract_answer's `rivals`), and
     an answer below the bar then is withheld, whichever backend wrote it. Without a filter, as is."""
-    if not rivals:
+    if not rivals or not answer.answered:
         return answer
     judged = extract_answer(question, query_vector, hits, store, settings, rivals=rivals)
     if not judged.answered:
         return Answer(answer.question, NO_ANSWER, False, (), answer.passages, judged.confidence, answer.generator,
                       answerability=judged.answerability)  # fmt: skip
-    if not answer.answered:
-        return answer
     return replace(answer, confidence=min(answer.confidence, judged.confidence), answerability=judged.answerability)
 
 
