@@ -111,7 +111,7 @@ def test_the_answer_says_how_a_follow_up_was_read():
     abstained = {**_response(interpreted_as="Vad kostar en pizza?"), "answered": False, "citations": []}
     assert "Tolkad som: <q>Vad kostar en pizza?</q>" in render.answer_html(abstained, "u")
     english = render.answer_html({**_response(interpreted_as="Who?"), "question": "Where did he work?"}, "u")
-    assert "Read as: <q>Who?</q>" in english
+    assert "Tolkad som: <q>Who?</q>" in english and 'lang="sv"' in english  # the page stays Swedish
 
 
 def test_the_key_span_is_bold_in_the_answer_and_inside_the_marked_quote():

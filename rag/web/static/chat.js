@@ -29,9 +29,43 @@
     }
   }, true);
 
+  // Swedish whatever the browser's language. Gradio takes its locale from navigator.language (an
+  // English browser got <html lang="en"> and "Like"/"Dislike"); its own changeLocale, from the module
+  // the page has already loaded, switches texts and <html lang> to Swedish, again whenever anything
+  // (a later Gradio setup) switches them back.
+  const LOCALE = 'sv';
+  let switching = false;
+  const pinLocale = () => {
+    if (document.documentElement.lang === LOCALE || switching) return;
+    const core = performance.getEntriesByType('resource').map((e) => e.name)
+      .find((name) => /\/assets\/core-[\w-]+\.js$/.test(name));
+    if (!core) return; // Gradio not loaded yet: its first locale change calls this again
+    switching = true;
+    import(core)
+      .then((gradio) => gradio.changeLocale && gradio.changeLocale(LOCALE))
+      .catch(() => {})
+      .finally(() => { switching = false; });
+  };
+  new MutationObserver(pinLocale).observe(document.documentElement, {attributes: true, attributeFilter: ['lang']});
+
+  // The like/dislike buttons: Swedish names also once pressed (Gradio hard-codes "Liked"/"Disliked"),
+  // and aria-pressed, which Gradio shows only by the icon's colour.
+  const FEEDBACK = {Like: 'Gilla', Liked: 'Gilla', Gilla: 'Gilla', Dislike: 'Ogilla', Disliked: 'Ogilla', Ogilla: 'Ogilla'};
+  const fixFeedback = (button) => {
+    const name = FEEDBACK[button.getAttribute('aria-label')];
+    if (!name) return;
+    const pressed = /color-accent/.test(button.getAttribute('style') || '') ? 'true' : 'false';
+    if (button.getAttribute('aria-label') !== name) button.setAttribute('aria-label', name);
+    if (button.getAttribute('title') !== name) button.setAttribute('title', name);
+    if (button.getAttribute('aria-pressed') !== pressed) button.setAttribute('aria-pressed', pressed);
+    button.classList.add('rag-feedback-button');
+  };
+
   // Gradio's English (or raw-HTML) accessibility texts, put right whenever Gradio renders them.
   const SWEDISH_TEXT = {'Loading content': 'Hämtar svaret …'};
   const fixLabels = (scope) => {
+    pinLocale();
+    scope.querySelectorAll('#rag-chat button[aria-label]').forEach(fixFeedback);
     scope.querySelectorAll('[aria-label]').forEach((e) => {
       const label = e.getAttribute('aria-label');
       if (/^(bot|user)'s message/.test(label)) e.removeAttribute('aria-label'); // our HTML as a label
@@ -119,7 +153,7 @@
   };
   const start = () => {
     new MutationObserver(onChange).observe(document.documentElement,
-      {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label', 'title']});
+      {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label', 'title', 'style']});
     onChange();
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from rag.web.ui.labels import LABELS, NEAREST_SHOWN, language
+from rag.web.ui.labels import LABELS, NEAREST_SHOWN
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 # Characters that markdown, LaTeX or HTML could read as syntax; written as numeric entities.
@@ -25,7 +25,9 @@ def text(value) -> str:
 
 def answer_html(response: dict, uid: str) -> str:
     """One assistant message: the quoted answer with [n] links, then its source cards."""
-    lang = language(response.get("question", ""))
+    # Swedish labels whatever the question's language: the page around them stays Swedish (WCAG 3.1.1),
+    # and the answer is quoted from Swedish reports.
+    lang = "sv"
     labels = LABELS[lang]
     if not response.get("answered"):
         return _abstention_html(response, uid, labels)
@@ -53,12 +55,12 @@ def interpreted_html(response: dict, labels: dict) -> str:
 
 def streaming_html(partial: str, question: str) -> str:
     """The answer so far, while the generator is still writing."""
-    body = text(partial) if partial else LABELS[language(question)]["thinking"]
+    body = text(partial) if partial else LABELS["sv"]["thinking"]
     return f'<div class="rag-answer rag-pending" aria-busy="true"><p class="rag-text">{body}</p></div>'
 
 
 def error_html(message: str, question: str) -> str:
-    labels = LABELS[language(question)]
+    labels = LABELS["sv"]
     return (
         f'<div class="rag-answer rag-error" role="alert"><p><strong>{labels["error"]}:</strong> '
         f"{text(message)}</p></div>"

@@ -1,0 +1,86 @@
+"""Issue 26 in a real Chromium: the page is Swedish whatever the browser's locale (every control's
+accessible name walked before and after use), readable with the system in dark mode (axe with
+prefers-color-scheme: dark), the active filters visible as chips, and a print view and markdown export
+of the whole conversation. Screenshots go to test-artifacts/page-*.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.web.conftest import ANSWER_NAME, QUESTION, ask, axe_violations, open_page, shot, wait_ready
+
+pytestmark = pytest.mark.browser
+
+CONTROL_ROLES = ("button", "link", "textbox", "combobox", "radio", "checkbox", "option", "switch", "tab")
+_NODE = re.compile(r'^\s*- (\w+) "((?:[^"\\]|\\.)*)"(.*)$')
+EXAMPLES = [
+    "Vem är ny ekonomichef?",
+    "Vad hände efter attentatet i Stockholm den 7 april?",
+    "Hur förbättrades servicenivån per telefon och e-post?",
+    "Vilka nya riktlinjer finns för bisysslor?",
+]
+
+
+def controls(page) -> list[str]:
+    """Every control as a screen reader names it ('button "Gilla" [pressed]'), in page order, from
+    Chromium's accessibility tree."""
+    found = []
+    for line in page.locator("body").aria_snapshot().splitlines():
+        match = _NODE.match(line)
+        if match and match.group(1) in CONTROL_ROLES:
+            role, name, rest = match.groups()
+            state = " [pressed]" if "[pressed]" in rest else ""
+            found.append(f'{role} "{name}"{state}')
+    return found
+
+
+@pytest.mark.parametrize("locale", ["en-US", "sv-SE"])
+def test_every_control_is_named_in_swedish_whatever_the_browsers_locale(browser, servers, locale):
+    """With an English browser the page said lang="en" and "Like"/"Dislike"; pressed, "Disliked" in any."""
+    context, page = open_page(browser, locale=locale, viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(servers["direct"].url)
+        wait_ready(page)
+        assert page.evaluate("document.documentElement.lang") == "sv"
+        start = [f'button "{e}"' for e in EXAMPLES]
+        assert controls(page) == [
+            'button "Avgränsa sökningen ▼"', *start, 'textbox "Din fråga Skicka"', 'button "Skicka"',
+            'button "Rensa chatten"', 'link "Tillgänglighetsredogörelse"',
+        ]  # fmt: skip
+        assert axe_violations(page) == []
+        shot(page, f"page-{locale}-start.png", full_page=False)
+
+        ask(page, QUESTION)
+        page.locator("#rag-chat button[aria-label='Ogilla']").first.click()
+        page.locator("#rag-status").get_by_text("Tack! Vill du lägga till en kommentar?").wait_for(timeout=10_000)
+        page.get_by_role("button", name="Avgränsa sökningen").click()
+        page.get_by_label("Rapporter").wait_for()
+        after = controls(page)
+        assert after == [
+            'button "Avgränsa sökningen ▼"', 'combobox "Rapporter"', 'combobox "År"',
+            'radio "Extraktiv (citat) – standard"', 'link "[ Källa 1]"', 'button "Ogilla" [pressed]',
+            'button "Gilla"', 'textbox "Din fråga Skicka"', 'button "Skicka"', 'button "Kopiera svaret"',
+            'button "Rensa chatten"', 'textbox "Kommentar (valfritt)"', 'button "Skicka kommentar"',
+            'link "Tillgänglighetsredogörelse"',
+        ], after  # fmt: skip
+        assert page.evaluate("document.documentElement.lang") == "sv"
+        assert axe_violations(page) == []
+        shot(page, f"page-{locale}-after-feedback.png", full_page=False)
+
+        page.get_by_role("button", name="Ogilla").click()  # pressed again: taken back
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#rag-chat .rag-feedback-button')].every(b => b.getAttribute('aria-pressed') === 'false')",
+            timeout=10_000,
+        )
+        names = page.locator("#rag-chat .rag-feedback-button").evaluate_all("bs => bs.map(b => [b.title, b.getAttribute('aria-label')])")
+        assert names == [["Ogilla", "Ogilla"], ["Gilla", "Gilla"]]
+        sizes = page.locator("#rag-chat .rag-feedback-button").evaluate_all(
+            "bs => bs.map(b => { const r = b.getBoundingClientRect(); return Math.min(r.width, r.height) >= 24; })"
+        )
+        assert sizes == [True, True]  # WCAG 2.5.8: they were 18×20 px
+        assert ANSWER_NAME in page.locator("#rag-chat").inner_text()
+    finally:
+        context.close()
