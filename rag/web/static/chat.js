@@ -48,6 +48,15 @@
   };
   new MutationObserver(pinLocale).observe(document.documentElement, {attributes: true, attributeFilter: ['lang']});
 
+  // Always the light theme, also with the system in dark mode: Gradio's dark theme left the intro
+  // text at 1.85:1 and the cards' dates dim (WCAG 1.4.3). Gradio marks dark mode with class "dark" on
+  // <body> (or on the embedding element's parent); it is taken off whenever it is put on.
+  const forceLight = () => {
+    document.querySelectorAll('.dark').forEach((e) => e.classList.remove('dark'));
+  };
+  new MutationObserver(forceLight).observe(document.documentElement,
+    {subtree: true, attributes: true, attributeFilter: ['class'], attributeOldValue: false});
+
   // The like/dislike buttons: Swedish names also once pressed (Gradio hard-codes "Liked"/"Disliked"),
   // and aria-pressed, which Gradio shows only by the icon's colour.
   const FEEDBACK = {Like: 'Gilla', Liked: 'Gilla', Gilla: 'Gilla', Dislike: 'Ogilla', Disliked: 'Ogilla', Ogilla: 'Ogilla'};
