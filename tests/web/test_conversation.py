@@ -150,3 +150,21 @@ def test_an_unreachable_language_model_is_noticed(built):  # noqa: F811
 
 def test_labels_cover_both_languages():
     assert set(labels.LABELS["sv"]) == set(labels.LABELS["en"])
+
+
+def test_active_filters_are_named_as_chips_and_in_the_answers_source_line(built):  # noqa: F811
+    documents = Assistant(_settings(built), embedder=FakeEmbedder()).store.documents()
+    assert handlers.scope_text(documents, [ECONOMY_DOC], "2017") == "Kommundirektörens rapport maj 2017 (2017-05); år 2017"
+    assert handlers.scope_text(documents, [], labels.ALL_YEARS) == ""
+    row, heading, year, *reports = handlers.chip_updates(documents, [ECONOMY_DOC], "2017")
+    assert row["visible"] is True and heading["value"] == "Sökningen är avgränsad till:"
+    assert year == {"__type__": "update", "visible": True, "value": "År 2017 ✕"}
+    assert reports[0]["value"] == "Kommundirektörens rapport maj 2017 (2017-05) ✕" and reports[0]["visible"] is True
+    assert [r["visible"] for r in reports[1:]] == [False] * (labels.MAX_CHIPS - 1)
+    assert handlers.chip_updates(documents, [], labels.ALL_YEARS)[0]["visible"] is False
+    assert handlers._drop_report(0)([ECONOMY_DOC, "b"]) == ["b"] and handlers._drop_year() == labels.ALL_YEARS
+    html = render.answer_html(_response(), "u", "Rapport (2017-05); år 2017")
+    assert '<p class="rag-scope">Sökt endast i: Rapport &#40;2017&#45;05&#41;; år 2017</p>' in html
+    assert "rag-scope" not in render.answer_html(_response(), "u")
+    abstained = {**_response(), "answered": False, "citations": []}
+    assert "Sökt endast i: Rapport" in render.answer_html(abstained, "u", "Rapport")

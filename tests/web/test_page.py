@@ -123,3 +123,39 @@ def test_with_the_system_in_dark_mode_the_page_stays_light_and_passes_axe(browse
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
     finally:
         context.close()
+
+
+REPORT = "Kommundirektörens rapport maj 2017 (2017-05)"
+
+
+def test_active_filters_show_as_removable_chips_and_in_the_answers_source_line(page, servers):
+    """With a report or year chosen and the filters closed, nothing in the chat said so."""
+    page.goto(servers["direct"].url)
+    wait_ready(page)
+    chips = page.locator("#rag-chips")
+    assert chips.is_visible() is False
+    page.get_by_role("button", name="Avgränsa sökningen").click()
+    page.get_by_label("Rapporter").click()
+    page.get_by_role("option", name=REPORT).click()
+    page.keyboard.press("Escape")
+    page.get_by_label("År", exact=True).click()
+    page.get_by_role("option", name="2017", exact=True).click()
+    page.get_by_role("button", name="Avgränsa sökningen").click()  # closed again
+    year_chip = page.get_by_role("button", name="Ta bort filtret År 2017")
+    report_chip = page.get_by_role("button", name=f"Ta bort filtret {REPORT}")
+    year_chip.wait_for(timeout=10_000)
+    assert report_chip.is_visible() and "Sökningen är avgränsad till:" in chips.inner_text()
+    chip_box, question_box = chips.bounding_box(), page.get_by_label("Din fråga").bounding_box()
+    assert chip_box["y"] + chip_box["height"] <= question_box["y"]  # above the question box
+    answer = ask(page, QUESTION)
+    assert answer.locator(".rag-scope").inner_text() == f"Sökt endast i: {REPORT}; år 2017"
+    assert axe_violations(page) == []
+    shot(page, "page-filter-chips.png", full_page=False)
+
+    year_chip.click()
+    year_chip.wait_for(state="hidden", timeout=10_000)
+    page.get_by_role("button", name="Avgränsa sökningen").click()
+    assert page.get_by_label("År", exact=True).input_value() == "Alla år"
+    report_chip.click()
+    chips.wait_for(state="hidden", timeout=10_000)
+    assert page.locator("#rag-reports .token").count() == 0

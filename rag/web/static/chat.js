@@ -90,6 +90,11 @@
       const swedish = SWEDISH_TEXT[e.textContent.trim()];
       if (swedish) e.textContent = swedish;
     });
+    // The filter chips: named for what pressing them does ("Ta bort filtret År 2017"), the ✕ unread.
+    scope.querySelectorAll('#rag-chips button.rag-chip').forEach((chip) => {
+      const name = `Ta bort filtret ${chip.textContent.replace('✕', '').trim()}`;
+      if (chip.getAttribute('aria-label') !== name) chip.setAttribute('aria-label', name);
+    });
     // A multiselect's "remove" control is titled "Ta bort 0" (the choice's index): name the choice.
     scope.querySelectorAll('.token').forEach((token) => {
       const name = (token.querySelector('span') || token).textContent.trim();

@@ -15,8 +15,11 @@ from rag.settings import Settings
 from rag.web.feedback import MAX_COMMENT_CHARS, FeedbackLog
 from rag.web.ui.handlers import (
     _ask_handler,
+    _chips,
     _copied,
     _documents,
+    _drop_report,
+    _drop_year,
     _example,
     _footer_text,
     _on_comment,
@@ -27,7 +30,7 @@ from rag.web.ui.handlers import (
     report_choices,
     year_choices,
 )  # fmt: skip
-from rag.web.ui.labels import ALL_YEARS, EXAMPLES, GRADIO_SV
+from rag.web.ui.labels import ALL_YEARS, EXAMPLES, GRADIO_SV, MAX_CHIPS
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 COPY_JS = (STATIC / "copy.js").read_text()
@@ -50,6 +53,7 @@ class _Parts:
     copy: gr.Button
     clear: gr.Button
     send_comment: gr.Button
+    chips: list  # the row, its heading, the year chip, the report chips (handlers.chip_updates)
 
 
 def build_ui(assistant: Assistant, settings: Settings, feedback_log: FeedbackLog) -> gr.Blocks:
@@ -76,6 +80,13 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
     )
     reports, year, generator = _filter_controls(documents, settings)
     chatbot = _chatbot()
+    # The active filters, visible also with "Avgränsa sökningen" closed; each chip's ✕ removes it.
+    with gr.Row(visible=False, elem_id="rag-chips") as chips:
+        chips_heading = gr.Markdown("Sökningen är avgränsad till:", elem_classes=["rag-chips-heading"])
+        year_chip = gr.Button("", visible=False, size="sm", elem_classes=["rag-chip"], min_width=0)
+        report_chips = [
+            gr.Button("", visible=False, size="sm", elem_classes=["rag-chip"], min_width=0) for _ in range(MAX_CHIPS)
+        ]
     question = gr.Textbox(
         label="Din fråga",
         placeholder="Till exempel: Vem är ny ekonomichef?",
@@ -117,6 +128,7 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
         copy=copy,
         clear=clear,
         send_comment=send_comment,
+        chips=[chips, chips_heading, year_chip, *report_chips],
     )
 
 
@@ -185,6 +197,12 @@ def _wire(demo: gr.Blocks, p: _Parts, assistant: Assistant, feedback_log: Feedba
     p.clear.click(_reset, None, reset, api_name=False, queue=False)
     p.chatbot.clear(_reset, None, reset, api_name=False, queue=False)
     p.copy.click(_copied, [p.copy_text], [p.status], js=COPY_JS, api_name=False, queue=False)
+    show_chips = _chips(assistant)
+    for control in (p.reports, p.year):
+        control.change(show_chips, [p.reports, p.year], p.chips, api_name=False, queue=False, show_progress="hidden")
+    p.chips[2].click(_drop_year, None, p.year, api_name=False, queue=False)
+    for i, chip in enumerate(p.chips[3:]):
+        chip.click(_drop_report(i), [p.reports], p.reports, api_name=False, queue=False)
     outputs = [p.reports, p.year, p.generator, p.footer]
     # Hidden progress: the filters and footer are not dimmed while the page's first refresh runs.
     demo.load(_refresh(assistant), None, outputs, api_name=False, queue=False, show_progress="hidden")

@@ -23,14 +23,15 @@ def text(value) -> str:
     return str(value if value is not None else "").translate(_MARKUP)
 
 
-def answer_html(response: dict, uid: str) -> str:
-    """One assistant message: the quoted answer with [n] links, then its source cards."""
+def answer_html(response: dict, uid: str, scope: str = "") -> str:
+    """One assistant message: the quoted answer with [n] links, then its source cards. `scope` names
+    the active filters ("Kommundirektörens rapport maj 2017 (2017-05); år 2017"), shown by the sources."""
     # Swedish labels whatever the question's language: the page around them stays Swedish (WCAG 3.1.1),
     # and the answer is quoted from Swedish reports.
     lang = "sv"
     labels = LABELS[lang]
     if not response.get("answered"):
-        return _abstention_html(response, uid, labels)
+        return _abstention_html(response, uid, labels, scope)
     parts = [
         f'<div class="rag-answer" lang="{lang}"><p class="rag-text">',
         _linked_answer(response["answer"], {c["n"]: c for c in response["citations"]}, uid, labels),
@@ -40,6 +41,7 @@ def answer_html(response: dict, uid: str) -> str:
     if response.get("notice"):
         parts.append(f'<p class="rag-notice">{text(response["notice"])}</p>')
     parts.append(f'<section class="rag-sources"><h3 class="rag-heading">{labels["sources"]}</h3>')
+    parts.append(scope_html(scope, labels))
     parts += [_source_card(c, uid, labels) for c in response["citations"]]
     parts.append("</section></div>")
     return "".join(parts)
@@ -98,7 +100,12 @@ def _with_key(segment: str, citation: dict) -> str:
     return f'{text(segment[:k0])}<strong class="rag-key">{text(segment[k0:k1])}</strong>{text(segment[k1:])}'
 
 
-def _abstention_html(response: dict, uid: str, labels: dict) -> str:
+def scope_html(scope: str, labels: dict) -> str:
+    """'Sökt endast i: …' when filters narrowed the search (empty without filters)."""
+    return f'<p class="rag-scope">{labels["scope"]}: {text(scope)}</p>' if scope else ""
+
+
+def _abstention_html(response: dict, uid: str, labels: dict, scope: str = "") -> str:
     cards = [
         _passage_card(p, f"{uid}-p{i}", labels) for i, p in enumerate(response["passages"][:NEAREST_SHOWN])
     ]
@@ -110,7 +117,8 @@ def _abstention_html(response: dict, uid: str, labels: dict) -> str:
         )
     return (
         f'<div class="rag-answer rag-abstain" lang="{labels["lang"]}"><p class="rag-text"><strong>'
-        f'{labels["no_answer"]}</strong></p>{interpreted_html(response, labels)}{nearest}</div>'
+        f'{labels["no_answer"]}</strong></p>{interpreted_html(response, labels)}{scope_html(scope, labels)}'
+        f"{nearest}</div>"
     )
 
 
