@@ -168,3 +168,18 @@ def test_active_filters_are_named_as_chips_and_in_the_answers_source_line(built)
     assert "rag-scope" not in render.answer_html(_response(), "u")
     abstained = {**_response(), "answered": False, "citations": []}
     assert "Sökt endast i: Rapport" in render.answer_html(abstained, "u", "Rapport")
+
+
+def test_the_conversation_exports_as_markdown():
+    answered = {"response": _response(), "scope": "Rapport (2017-05)"}
+    none = {"response": {**_response(), "question": "Vad kostar en pizza?", "answered": False, "citations": []}}
+    markdown = render.conversation_markdown([answered, none])
+    assert markdown == (
+        "# Frågor om kommundirektörens rapporter – samtal\n\n"
+        "## Fråga 1: Var arbetade han tidigare?\n\nHan kommer från Gagnefs kommun. [1]\n\n"
+        "Sökt endast i: Rapport (2017-05)\n\n### Källor\n\n"
+        "1. Rapport (2017-05, dnr 1), avsnitt: S\n   > Han kommer från Gagnefs kommun.\n\n"
+        "## Fråga 2: Vad kostar en pizza?\n\nJag hittar inget svar på det i rapporterna.\n"
+    )
+    assert handlers._export([]) == ("", "Det finns inget samtal att exportera än. Ställ en fråga först.")
+    assert handlers._export([answered, none]) == (markdown, "Samtalet (2 frågor) är sparat som en markdown-fil.")

@@ -6,6 +6,7 @@ of the whole conversation. Screenshots go to test-artifacts/page-*.png.
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -74,7 +75,7 @@ def test_every_control_is_named_in_swedish_whatever_the_browsers_locale(browser,
             'button "Avgränsa sökningen ▼"', 'combobox "Rapporter"', 'combobox "År"',
             'radio "Extraktiv (citat) – standard"', 'link "[ Källa 1]"', 'button "Ogilla" [pressed]',
             'button "Gilla"', 'textbox "Din fråga Skicka"', 'button "Skicka"', 'button "Kopiera svaret"',
-            'button "Rensa chatten"', 'textbox "Kommentar (valfritt)"', 'button "Skicka kommentar"',
+            'button "Exportera samtalet"', 'button "Rensa chatten"', 'textbox "Kommentar (valfritt)"', 'button "Skicka kommentar"',
             'link "Tillgänglighetsredogörelse"',
         ], after  # fmt: skip
         assert page.evaluate("document.documentElement.lang") == "sv"
@@ -159,3 +160,43 @@ def test_active_filters_show_as_removable_chips_and_in_the_answers_source_line(p
     report_chip.click()
     chips.wait_for(state="hidden", timeout=10_000)
     assert page.locator("#rag-reports .token").count() == 0
+
+
+SIX = [*EXAMPLES, OFF_TOPIC, "Hur många invånare kom till informationsmötet?"]
+CONTROL_TEXTS = ["Skicka", "Kopiera svaret", "Exportera samtalet", "Rensa chatten", "Avgränsa sökningen",
+                 "Din fråga", "Gilla", "Tillbaka till svaret"]  # fmt: skip
+
+
+def test_print_holds_the_whole_conversation_and_no_control_and_it_exports_as_markdown(page, servers):
+    """The chat is a scroll box: print showed its first two turns, plus the buttons and the input."""
+    from pypdf import PdfReader
+
+    page.goto(servers["direct"].url)
+    wait_ready(page)
+    for question in SIX:
+        ask(page, question)
+    page.emulate_media(media="print")
+    shot(page, "page-print-view.png")
+    # Nothing cut or drawn over: the chat is as tall as its content and the footer comes after it.
+    assert page.evaluate(
+        """() => { const c = document.getElementById('rag-chat'), f = document.getElementById('rag-footer');
+                   return c.scrollHeight <= c.clientHeight + 1
+                     && f.getBoundingClientRect().top >= c.getBoundingClientRect().bottom; }"""
+    )
+    printed = " ".join(
+        " ".join((p.extract_text() or "").split()) for p in PdfReader(io.BytesIO(page.pdf(format="A4"))).pages
+    )
+    page.emulate_media(media="screen")
+    assert [q for q in SIX if q not in printed] == []
+    assert ANSWER_NAME in printed and "Källor" in printed and "Jag hittar inget svar" in printed
+    assert "Kommundirektörens rapport maj 2017" in printed and "Dnr 2017/KS 0001 001" in printed
+    assert "tillsatts som ny ekonomichef" in printed  # the cited passage, from a card that was closed
+    assert [c for c in CONTROL_TEXTS if c in printed] == []
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Exportera samtalet").click()
+    assert download.value.suggested_filename.startswith("samtal-") and download.value.suggested_filename.endswith(".md")
+    markdown = open(download.value.path(), encoding="utf-8").read()
+    assert [f"## Fråga {i}: {q}" for i, q in enumerate(SIX, 1) if f"## Fråga {i}: {q}" not in markdown] == []
+    assert ANSWER_NAME in markdown and "Kommundirektörens rapport maj 2017 (2017-05, dnr 2017/KS 0001 001)" in markdown
+    page.locator("#rag-status").get_by_text("Samtalet (6 frågor) är sparat som en markdown-fil.").wait_for(timeout=10_000)

@@ -57,6 +57,18 @@
   new MutationObserver(forceLight).observe(document.documentElement,
     {subtree: true, attributes: true, attributeFilter: ['class'], attributeOldValue: false});
 
+  // Printing: every source card open on paper (print.css also shows closed cards' passages), closed
+  // again afterwards.
+  let openedForPrint = [];
+  window.addEventListener('beforeprint', () => {
+    openedForPrint = [...document.querySelectorAll('details.rag-card:not([open])')];
+    openedForPrint.forEach((card) => { card.open = true; });
+  });
+  window.addEventListener('afterprint', () => {
+    openedForPrint.forEach((card) => { card.open = false; });
+    openedForPrint = [];
+  });
+
   // The like/dislike buttons: Swedish names also once pressed (Gradio hard-codes "Liked"/"Disliked"),
   // and aria-pressed, which Gradio shows only by the icon's colour.
   const FEEDBACK = {Like: 'Gilla', Liked: 'Gilla', Gilla: 'Gilla', Dislike: 'Ogilla', Disliked: 'Ogilla', Ogilla: 'Ogilla'};

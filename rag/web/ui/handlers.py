@@ -19,7 +19,7 @@ from rag.types import CitedSource, Filters, Turn, answer_to_dict
 from rag.web.feedback import MAX_COMMENT_CHARS, FeedbackLog, feedback_record
 from rag.web.routes import MAX_HISTORY_TURNS, check_generator, client_generators, public_message
 from rag.web.ui.labels import ALL_YEARS, DEFAULT_MARK, GENERATOR_LABELS, LLM_GENERATORS, MAX_CHIPS, STATEMENT_LINK
-from rag.web.ui.render import answer_html, error_html, plain_answer, streaming_html, text
+from rag.web.ui.render import answer_html, conversation_markdown, error_html, plain_answer, streaming_html, text
 
 LLM_PROBE_TIMEOUT_S = 1.0
 LLM_PROBE_TTL_S = 30.0
@@ -134,9 +134,9 @@ def _ask_handler(assistant: Assistant):
                     yield list(history), "", turns, gr.skip()
                     continue
                 response = answer_to_dict(item)
-                turn = {"id": uuid.uuid4().hex[:12], "message": len(history) - 1, "response": response,
-                        "index_version": version}  # fmt: skip
                 scope = scope_text(_documents(assistant), doc_ids, year)
+                turn = {"id": uuid.uuid4().hex[:12], "message": len(history) - 1, "response": response,
+                        "index_version": version, "scope": scope}  # fmt: skip
                 history[-1] = {"role": "assistant", "content": answer_html(response, turn["id"], scope)}
                 yield history, "", [*turns, turn], plain_answer(response)
         except RagError as error:
@@ -149,6 +149,13 @@ def _ask_handler(assistant: Assistant):
 def _reset():
     """Rensa chatten: a new conversation (no turns carried over), feedback and status cleared."""
     return [], [], "", None, gr.update(visible=False), "Chatten är tömd. Nästa fråga startar ett nytt samtal."
+
+
+def _export(turns: list[dict]) -> tuple[str, str]:
+    """'Exportera samtalet': the conversation as markdown (static/download.js saves it) and the status."""
+    if not turns:
+        return "", "Det finns inget samtal att exportera än. Ställ en fråga först."
+    return conversation_markdown(turns), f"Samtalet ({len(turns)} frågor) är sparat som en markdown-fil."
 
 
 def _copied(value: str) -> str:

@@ -20,6 +20,7 @@ from rag.web.ui.handlers import (
     _documents,
     _drop_report,
     _drop_year,
+    _export,
     _example,
     _footer_text,
     _on_comment,
@@ -34,6 +35,7 @@ from rag.web.ui.labels import ALL_YEARS, EXAMPLES, GRADIO_SV, MAX_CHIPS
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 COPY_JS = (STATIC / "copy.js").read_text()
+DOWNLOAD_JS = (STATIC / "download.js").read_text()
 
 
 @dataclass
@@ -53,6 +55,8 @@ class _Parts:
     copy: gr.Button
     clear: gr.Button
     send_comment: gr.Button
+    export: gr.Button
+    export_text: gr.Textbox
     chips: list  # the row, its heading, the year chip, the report chips (handlers.chip_updates)
 
 
@@ -98,6 +102,7 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
     )
     with gr.Row(elem_id="rag-tools"):
         copy = gr.Button("Kopiera svaret", size="sm", elem_id="rag-copy", min_width=120)
+        export = gr.Button("Exportera samtalet", size="sm", elem_id="rag-export", min_width=120)
         clear = gr.Button("Rensa chatten", size="sm", elem_id="rag-clear", min_width=120)
     # elem_classes, not elem_id: Gradio puts a Group's elem_id on two nested elements (a duplicate id)
     with gr.Group(visible=False, elem_classes=["rag-feedback"]) as feedback_row:
@@ -112,6 +117,7 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
     status = gr.Markdown("", elem_id="rag-status")  # static/chat.js makes it a polite live region
     footer = gr.Markdown(_footer_text(assistant), elem_id="rag-footer")
     copy_text = gr.Textbox(visible=False)
+    export_text = gr.Textbox(visible=False)
     return _Parts(
         chatbot=chatbot,
         question=question,
@@ -129,6 +135,8 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
         clear=clear,
         send_comment=send_comment,
         chips=[chips, chips_heading, year_chip, *report_chips],
+        export=export,
+        export_text=export_text,
     )
 
 
@@ -197,6 +205,9 @@ def _wire(demo: gr.Blocks, p: _Parts, assistant: Assistant, feedback_log: Feedba
     p.clear.click(_reset, None, reset, api_name=False, queue=False)
     p.chatbot.clear(_reset, None, reset, api_name=False, queue=False)
     p.copy.click(_copied, [p.copy_text], [p.status], js=COPY_JS, api_name=False, queue=False)
+    p.export.click(_export, [p.turns], [p.export_text, p.status], api_name=False, queue=False).then(
+        None, [p.export_text], None, js=DOWNLOAD_JS, api_name=False, queue=False
+    )
     show_chips = _chips(assistant)
     for control in (p.reports, p.year):
         control.change(show_chips, [p.reports, p.year], p.chips, api_name=False, queue=False, show_progress="hidden")

@@ -200,3 +200,26 @@ def plain_answer(response: dict) -> str:
             f"{c.get('diarienummer') or '–'}) – {c.get('section') or '–'}"
         )
     return "\n".join(lines).strip()
+
+
+def conversation_markdown(turns: list[dict]) -> str:
+    """The whole conversation as markdown, for "Exportera samtalet": each question, its answer (or that
+    there was none) and its sources with the quoted passage."""
+    lines = ["# Frågor om kommundirektörens rapporter – samtal", ""]
+    for i, turn in enumerate(turns, 1):
+        response = turn["response"]
+        lines += [f"## Fråga {i}: {response['question']}", ""]
+        lines += [response["answer"] if response.get("answered") else LABELS["sv"]["no_answer"], ""]
+        if turn.get("scope"):
+            lines += [f"{LABELS['sv']['scope']}: {turn['scope']}", ""]
+        if response.get("citations"):
+            lines += [f"### {LABELS['sv']['sources']}", ""]
+        for c in response.get("citations", []):
+            lines.append(
+                f"{c['n']}. {c['title']} ({c.get('date') or 'odaterad'}, dnr {c.get('diarienummer') or '–'}), "
+                f"avsnitt: {c.get('section') or '–'}"
+            )
+            if c.get("quote"):
+                lines.append(f"   > {' '.join(c['quote'].split())}")
+        lines.append("")
+    return "\n".join(lines).strip() + "\n"
