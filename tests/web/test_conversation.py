@@ -183,3 +183,8 @@ def test_the_conversation_exports_as_markdown():
     )
     assert handlers._export([]) == ("", "Det finns inget samtal att exportera än. Ställ en fråga först.")
     assert handlers._export([answered, none]) == (markdown, "Samtalet (2 frågor) är sparat som en markdown-fil.")
+
+
+def test_the_footer_speaks_to_the_public_not_to_developers(built):  # noqa: F811
+    footer = handlers._footer_text(Assistant(_settings(built), embedder=FakeEmbedder()))
+    assert footer == "Söker i 5 rapporter (80 passager). Inget lämnar servern. · [Tillgänglighetsredogörelse](tillganglighet)"

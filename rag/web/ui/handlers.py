@@ -270,11 +270,8 @@ def _footer_text(assistant: Assistant) -> str:
         store = assistant.store
     except RagError as error:
         return f"Indexet kunde inte läsas: {text(public_message(error))} · {statement}"
-    return (
-        f"Söker i {len(store.documents())} rapporter ({store.chunk_count} passager). "
-        f"Indexversion {text(store.version)}. Inget lämnar servern. "
-        f"Samma svar som JSON: POST /api/ask (dokumentation på /docs). · {statement}"
-    )
+    # For the public: no index version or API routes (those are in GET /api/health and the docs).
+    return f"Söker i {len(store.documents())} rapporter ({store.chunk_count} passager). Inget lämnar servern. · {statement}"
 
 
 def _user(request: gr.Request | None) -> str | None:
