@@ -188,3 +188,11 @@ def test_the_conversation_exports_as_markdown():
 def test_the_footer_speaks_to_the_public_not_to_developers(built):  # noqa: F811
     footer = handlers._footer_text(Assistant(_settings(built), embedder=FakeEmbedder()))
     assert footer == "Söker i 5 rapporter (80 passager). Inget lämnar servern. · [Tillgänglighetsredogörelse](tillganglighet)"
+
+
+def test_markdown_emphasis_from_the_reports_is_not_shown_as_asterisks():
+    assert render.quoted("för *samordnad varudistribution* på") == "för samordnad varudistribution på"
+    assert render.quoted("insatser för unga.* Förstudien") == "insatser för unga. Förstudien"
+    assert render.quoted("**Rådslag** och 3 * 4") == "Rådslag och 3 &#42; 4"  # a lone asterisk stays
+    assert render.highlighted("Ett *viktigt* beslut.", 4, 13) == "Ett <mark>viktigt</mark> beslut."
+    assert "&#42;" not in render.answer_html(_response(answer="Han kommer från *Gagnef*. [1]"), "u").split("<section")[0]

@@ -23,6 +23,16 @@ def text(value) -> str:
     return str(value if value is not None else "").translate(_MARKUP)
 
 
+# Emphasis marks left in the reports' text by its conversion ("*samordnad varudistribution*", "unga.*"):
+# shown literally they are noise, so quoted report text leaves them out (a lone " * " stays).
+_EMPHASIS = re.compile(r"(?<![\w*])\*{1,2}(?=[^\s*])|(?<=[^\s*])\*{1,2}(?![\w*])")
+
+
+def quoted(value) -> str:
+    """Text from a report (a passage, a quote, an answer made of quotes), escaped like text()."""
+    return text(_EMPHASIS.sub("", str(value if value is not None else "")))
+
+
 def answer_html(response: dict, uid: str, scope: str = "") -> str:
     """One assistant message: the quoted answer with [n] links, then its source cards. `scope` names
     the active filters ("Kommundirektörens rapport maj 2017 (2017-05); år 2017"), shown by the sources."""
@@ -57,7 +67,7 @@ def interpreted_html(response: dict, labels: dict) -> str:
 
 def streaming_html(partial: str, question: str) -> str:
     """The answer so far, while the generator is still writing."""
-    body = text(partial) if partial else LABELS["sv"]["thinking"]
+    body = quoted(partial) if partial else LABELS["sv"]["thinking"]
     return f'<div class="rag-answer rag-pending" aria-busy="true"><p class="rag-text">{body}</p></div>'
 
 
@@ -83,7 +93,7 @@ def _linked_answer(answer: str, citations: dict[int, dict], uid: str, labels: di
             f"{labels['source']} </span>{n}&#93;</a>"
         )
         last = match.end()
-    out.append(text(answer[last:]))
+    out.append(quoted(answer[last:]))
     return "".join(out)
 
 
@@ -93,11 +103,11 @@ def _with_key(segment: str, citation: dict) -> str:
     key, quote = citation.get("key"), citation.get("quote") or ""
     at = segment.find(quote) if key and quote else -1
     if at < 0:
-        return text(segment)
+        return quoted(segment)
     k0, k1 = at + key["start"] - citation["start"], at + key["end"] - citation["start"]
     if not at <= k0 < k1 <= at + len(quote):
-        return text(segment)
-    return f'{text(segment[:k0])}<strong class="rag-key">{text(segment[k0:k1])}</strong>{text(segment[k1:])}'
+        return quoted(segment)
+    return f'{quoted(segment[:k0])}<strong class="rag-key">{quoted(segment[k0:k1])}</strong>{quoted(segment[k1:])}'
 
 
 def scope_html(scope: str, labels: dict) -> str:
@@ -141,7 +151,7 @@ def _source_card(citation: dict, uid: str, labels: dict) -> str:
 
 
 def _passage_card(passage: dict, card_id: str, labels: dict) -> str:
-    return _card(passage, card_id, "–", text(passage["text"]), labels, extra_class="rag-card-nearest")
+    return _card(passage, card_id, "–", quoted(passage["text"]), labels, extra_class="rag-card-nearest")
 
 
 def _card(
@@ -171,16 +181,16 @@ def highlighted(passage: str, start: int, end: int, key: tuple[int, int] | None 
     passage (or a key outside the mark) are clamped."""
     start, end = max(0, min(start, len(passage))), max(0, min(end, len(passage)))
     if end <= start:
-        return text(passage)
-    quote = text(passage[start:end])
+        return quoted(passage)
+    quote = quoted(passage[start:end])
     if key is not None:
         k0, k1 = max(start, min(key[0], end)), max(start, min(key[1], end))
         if k1 > k0:
             quote = (
-                f"{text(passage[start:k0])}<strong class=\"rag-key\">{text(passage[k0:k1])}</strong>"
-                f"{text(passage[k1:end])}"
+                f"{quoted(passage[start:k0])}<strong class=\"rag-key\">{quoted(passage[k0:k1])}</strong>"
+                f"{quoted(passage[k1:end])}"
             )
-    return f"{text(passage[:start])}<mark>{quote}</mark>{text(passage[end:])}"
+    return f"{quoted(passage[:start])}<mark>{quote}</mark>{quoted(passage[end:])}"
 
 
 def _card_id(uid: str, n: int) -> str:
