@@ -112,9 +112,14 @@ def _mount_ui(app: FastAPI, assistant: Assistant, settings: Settings, gate: Logi
 
 
 def page_head() -> str:
-    """static/head.html and the chat's script (static/chat.js), for the page's <head>."""
+    """static/head.html, the print view (static/print.css) and the chat's script (static/chat.js), for the
+    page's <head>."""
     script = (STATIC / "chat.js").read_text(encoding="utf-8")
-    return (STATIC / "head.html").read_text(encoding="utf-8") + f"<script>\n{script}</script>\n"
+    printing = (STATIC / "print.css").read_text(encoding="utf-8")
+    return (
+        (STATIC / "head.html").read_text(encoding="utf-8")
+        + f"<style>\n{printing}</style>\n<script>\n{script}</script>\n"
+    )
 
 
 # The docs pages may load only from the app: ReDoc's bundle links its logo from cdn.redoc.ly, and the

@@ -253,7 +253,7 @@ PHONE = {"viewport": {"width": 360, "height": 780}, "is_mobile": True, "has_touc
 def open_page(browser, **options):
     """A fresh context (Swedish locale) and page that records every request and page error."""
     ARTIFACTS.mkdir(exist_ok=True)
-    context = browser.new_context(locale="sv-SE", **{"viewport": {"width": 1180, "height": 1000}, **options})
+    context = browser.new_context(**{"locale": "sv-SE", "viewport": {"width": 1180, "height": 1000}, **options})
     page = context.new_page()
     page.requested = []
     page.errors = []

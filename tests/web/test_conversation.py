@@ -111,7 +111,7 @@ def test_the_answer_says_how_a_follow_up_was_read():
     abstained = {**_response(interpreted_as="Vad kostar en pizza?"), "answered": False, "citations": []}
     assert "Tolkad som: <q>Vad kostar en pizza?</q>" in render.answer_html(abstained, "u")
     english = render.answer_html({**_response(interpreted_as="Who?"), "question": "Where did he work?"}, "u")
-    assert "Read as: <q>Who?</q>" in english
+    assert "Tolkad som: <q>Who?</q>" in english and 'lang="sv"' in english  # the page stays Swedish
 
 
 def test_the_key_span_is_bold_in_the_answer_and_inside_the_marked_quote():
@@ -150,3 +150,49 @@ def test_an_unreachable_language_model_is_noticed(built):  # noqa: F811
 
 def test_labels_cover_both_languages():
     assert set(labels.LABELS["sv"]) == set(labels.LABELS["en"])
+
+
+def test_active_filters_are_named_as_chips_and_in_the_answers_source_line(built):  # noqa: F811
+    documents = Assistant(_settings(built), embedder=FakeEmbedder()).store.documents()
+    assert handlers.scope_text(documents, [ECONOMY_DOC], "2017") == "Kommundirektörens rapport maj 2017 (2017-05); år 2017"
+    assert handlers.scope_text(documents, [], labels.ALL_YEARS) == ""
+    row, heading, year, *reports = handlers.chip_updates(documents, [ECONOMY_DOC], "2017")
+    assert row["visible"] is True and heading["value"] == "Sökningen är avgränsad till:"
+    assert year == {"__type__": "update", "visible": True, "value": "År 2017 ✕"}
+    assert reports[0]["value"] == "Kommundirektörens rapport maj 2017 (2017-05) ✕" and reports[0]["visible"] is True
+    assert [r["visible"] for r in reports[1:]] == [False] * (labels.MAX_CHIPS - 1)
+    assert handlers.chip_updates(documents, [], labels.ALL_YEARS)[0]["visible"] is False
+    assert handlers._drop_report(0)([ECONOMY_DOC, "b"]) == ["b"] and handlers._drop_year() == labels.ALL_YEARS
+    html = render.answer_html(_response(), "u", "Rapport (2017-05); år 2017")
+    assert '<p class="rag-scope">Sökt endast i: Rapport &#40;2017&#45;05&#41;; år 2017</p>' in html
+    assert "rag-scope" not in render.answer_html(_response(), "u")
+    abstained = {**_response(), "answered": False, "citations": []}
+    assert "Sökt endast i: Rapport" in render.answer_html(abstained, "u", "Rapport")
+
+
+def test_the_conversation_exports_as_markdown():
+    answered = {"response": _response(), "scope": "Rapport (2017-05)"}
+    none = {"response": {**_response(), "question": "Vad kostar en pizza?", "answered": False, "citations": []}}
+    markdown = render.conversation_markdown([answered, none])
+    assert markdown == (
+        "# Frågor om kommundirektörens rapporter – samtal\n\n"
+        "## Fråga 1: Var arbetade han tidigare?\n\nHan kommer från Gagnefs kommun. [1]\n\n"
+        "Sökt endast i: Rapport (2017-05)\n\n### Källor\n\n"
+        "1. Rapport (2017-05, dnr 1), avsnitt: S\n   > Han kommer från Gagnefs kommun.\n\n"
+        "## Fråga 2: Vad kostar en pizza?\n\nJag hittar inget svar på det i rapporterna.\n"
+    )
+    assert handlers._export([]) == ("", "Det finns inget samtal att exportera än. Ställ en fråga först.")
+    assert handlers._export([answered, none]) == (markdown, "Samtalet (2 frågor) är sparat som en markdown-fil.")
+
+
+def test_the_footer_speaks_to_the_public_not_to_developers(built):  # noqa: F811
+    footer = handlers._footer_text(Assistant(_settings(built), embedder=FakeEmbedder()))
+    assert footer == "Söker i 5 rapporter (80 passager). Inget lämnar servern. · [Tillgänglighetsredogörelse](tillganglighet)"
+
+
+def test_markdown_emphasis_from_the_reports_is_not_shown_as_asterisks():
+    assert render.quoted("för *samordnad varudistribution* på") == "för samordnad varudistribution på"
+    assert render.quoted("insatser för unga.* Förstudien") == "insatser för unga. Förstudien"
+    assert render.quoted("**Rådslag** och 3 * 4") == "Rådslag och 3 &#42; 4"  # a lone asterisk stays
+    assert render.highlighted("Ett *viktigt* beslut.", 4, 13) == "Ett <mark>viktigt</mark> beslut."
+    assert "&#42;" not in render.answer_html(_response(answer="Han kommer från *Gagnef*. [1]"), "u").split("<section")[0]

@@ -29,9 +29,64 @@
     }
   }, true);
 
+  // Swedish whatever the browser's language. Gradio takes its locale from navigator.language (an
+  // English browser got <html lang="en"> and "Like"/"Dislike"); its own changeLocale, from the module
+  // the page has already loaded, switches texts and <html lang> to Swedish, again whenever anything
+  // (a later Gradio setup) switches them back.
+  const LOCALE = 'sv';
+  let switching = false;
+  const pinLocale = () => {
+    if (document.documentElement.lang === LOCALE || switching) return;
+    const core = performance.getEntriesByType('resource').map((e) => e.name)
+      .find((name) => /\/assets\/core-[\w-]+\.js$/.test(name));
+    if (!core) return; // Gradio not loaded yet: its first locale change calls this again
+    switching = true;
+    import(core)
+      .then((gradio) => gradio.changeLocale && gradio.changeLocale(LOCALE))
+      .catch(() => {})
+      .finally(() => { switching = false; });
+  };
+  new MutationObserver(pinLocale).observe(document.documentElement, {attributes: true, attributeFilter: ['lang']});
+
+  // Always the light theme, also with the system in dark mode: Gradio's dark theme left the intro
+  // text at 1.85:1 and the cards' dates dim (WCAG 1.4.3). Gradio marks dark mode with class "dark" on
+  // <body> (or on the embedding element's parent); it is taken off whenever it is put on.
+  const forceLight = () => {
+    document.querySelectorAll('.dark').forEach((e) => e.classList.remove('dark'));
+  };
+  new MutationObserver(forceLight).observe(document.documentElement,
+    {subtree: true, attributes: true, attributeFilter: ['class'], attributeOldValue: false});
+
+  // Printing: every source card open on paper (print.css also shows closed cards' passages), closed
+  // again afterwards.
+  let openedForPrint = [];
+  window.addEventListener('beforeprint', () => {
+    openedForPrint = [...document.querySelectorAll('details.rag-card:not([open])')];
+    openedForPrint.forEach((card) => { card.open = true; });
+  });
+  window.addEventListener('afterprint', () => {
+    openedForPrint.forEach((card) => { card.open = false; });
+    openedForPrint = [];
+  });
+
+  // The like/dislike buttons: Swedish names also once pressed (Gradio hard-codes "Liked"/"Disliked"),
+  // and aria-pressed, which Gradio shows only by the icon's colour.
+  const FEEDBACK = {Like: 'Gilla', Liked: 'Gilla', Gilla: 'Gilla', Dislike: 'Ogilla', Disliked: 'Ogilla', Ogilla: 'Ogilla'};
+  const fixFeedback = (button) => {
+    const name = FEEDBACK[button.getAttribute('aria-label')];
+    if (!name) return;
+    const pressed = /color-accent/.test(button.getAttribute('style') || '') ? 'true' : 'false';
+    if (button.getAttribute('aria-label') !== name) button.setAttribute('aria-label', name);
+    if (button.getAttribute('title') !== name) button.setAttribute('title', name);
+    if (button.getAttribute('aria-pressed') !== pressed) button.setAttribute('aria-pressed', pressed);
+    button.classList.add('rag-feedback-button');
+  };
+
   // Gradio's English (or raw-HTML) accessibility texts, put right whenever Gradio renders them.
   const SWEDISH_TEXT = {'Loading content': 'Hämtar svaret …'};
   const fixLabels = (scope) => {
+    pinLocale();
+    scope.querySelectorAll('#rag-chat button[aria-label]').forEach(fixFeedback);
     scope.querySelectorAll('[aria-label]').forEach((e) => {
       const label = e.getAttribute('aria-label');
       if (/^(bot|user)'s message/.test(label)) e.removeAttribute('aria-label'); // our HTML as a label
@@ -46,6 +101,11 @@
     scope.querySelectorAll('.sr-only, .rag-sr').forEach((e) => {
       const swedish = SWEDISH_TEXT[e.textContent.trim()];
       if (swedish) e.textContent = swedish;
+    });
+    // The filter chips: named for what pressing them does ("Ta bort filtret År 2017"), the ✕ unread.
+    scope.querySelectorAll('#rag-chips button.rag-chip').forEach((chip) => {
+      const name = `Ta bort filtret ${chip.textContent.replace('✕', '').trim()}`;
+      if (chip.getAttribute('aria-label') !== name) chip.setAttribute('aria-label', name);
     });
     // A multiselect's "remove" control is titled "Ta bort 0" (the choice's index): name the choice.
     scope.querySelectorAll('.token').forEach((token) => {
@@ -119,7 +179,7 @@
   };
   const start = () => {
     new MutationObserver(onChange).observe(document.documentElement,
-      {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label', 'title']});
+      {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label', 'title', 'style']});
     onChange();
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

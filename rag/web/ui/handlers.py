@@ -18,8 +18,8 @@ from rag.settings import Settings
 from rag.types import CitedSource, Filters, Turn, answer_to_dict
 from rag.web.feedback import MAX_COMMENT_CHARS, FeedbackLog, feedback_record
 from rag.web.routes import MAX_HISTORY_TURNS, check_generator, client_generators, public_message
-from rag.web.ui.labels import ALL_YEARS, DEFAULT_MARK, GENERATOR_LABELS, LLM_GENERATORS, STATEMENT_LINK
-from rag.web.ui.render import answer_html, error_html, plain_answer, streaming_html, text
+from rag.web.ui.labels import ALL_YEARS, DEFAULT_MARK, GENERATOR_LABELS, LLM_GENERATORS, MAX_CHIPS, STATEMENT_LINK
+from rag.web.ui.render import answer_html, conversation_markdown, error_html, plain_answer, streaming_html, text
 
 LLM_PROBE_TIMEOUT_S = 1.0
 LLM_PROBE_TTL_S = 30.0
@@ -41,6 +41,56 @@ def to_filters(doc_ids: list[str] | None, year: str | None) -> Filters | None:
     if not doc_ids and not year:
         return None
     return Filters(date_from=year, date_to=year, doc_ids=tuple(doc_ids or ()))
+
+
+def report_label(documents: Mapping[str, DocumentInfo], doc_id: str) -> str:
+    return dict((d, label) for label, d in report_choices(documents)).get(doc_id, doc_id)
+
+
+def scope_text(documents: Mapping[str, DocumentInfo], doc_ids: list[str] | None, year: str | None) -> str:
+    """The active filters in words, for the answer's source line ('' when there are none)."""
+    parts = [report_label(documents, d) for d in doc_ids or ()]
+    if year not in (None, "", ALL_YEARS):
+        parts.append(f"år {year}")
+    return "; ".join(parts)
+
+
+def chip_updates(documents: Mapping[str, DocumentInfo], doc_ids: list[str] | None, year: str | None) -> list:
+    """The filter chips above the question box: the row, its heading, the year chip, one chip per report."""
+    doc_ids = list(doc_ids or [])
+    has_year = year not in (None, "", ALL_YEARS)
+    more = len(doc_ids) - MAX_CHIPS
+    heading = "Sökningen är avgränsad till:" + (f" (och {more} rapporter till, se Avgränsa sökningen)" if more > 0 else "")
+    updates = [
+        gr.update(visible=bool(doc_ids) or has_year),
+        gr.update(value=heading),
+        gr.update(visible=has_year, value=f"År {year} ✕" if has_year else ""),
+    ]
+    for i in range(MAX_CHIPS):
+        shown = i < len(doc_ids)
+        updates.append(gr.update(visible=shown, value=f"{report_label(documents, doc_ids[i])} ✕" if shown else ""))
+    return updates
+
+
+def _chips(assistant: Assistant):
+    def chips(doc_ids, year):
+        return chip_updates(_documents(assistant), doc_ids, year)
+
+    return chips
+
+
+def _drop_report(i: int):
+    """A report chip's ✕: that report out of the filter."""
+
+    def drop(doc_ids):
+        doc_ids = list(doc_ids or [])
+        return [d for n, d in enumerate(doc_ids) if n != i]
+
+    return drop
+
+
+def _drop_year():
+    return ALL_YEARS
 
 
 def conversation(turns: list[dict]) -> tuple[Turn, ...]:
@@ -84,9 +134,10 @@ def _ask_handler(assistant: Assistant):
                     yield list(history), "", turns, gr.skip()
                     continue
                 response = answer_to_dict(item)
+                scope = scope_text(_documents(assistant), doc_ids, year)
                 turn = {"id": uuid.uuid4().hex[:12], "message": len(history) - 1, "response": response,
-                        "index_version": version}  # fmt: skip
-                history[-1] = {"role": "assistant", "content": answer_html(response, turn["id"])}
+                        "index_version": version, "scope": scope}  # fmt: skip
+                history[-1] = {"role": "assistant", "content": answer_html(response, turn["id"], scope)}
                 yield history, "", [*turns, turn], plain_answer(response)
         except RagError as error:
             history[-1] = {"role": "assistant", "content": error_html(str(error), question)}
@@ -98,6 +149,13 @@ def _ask_handler(assistant: Assistant):
 def _reset():
     """Rensa chatten: a new conversation (no turns carried over), feedback and status cleared."""
     return [], [], "", None, gr.update(visible=False), "Chatten är tömd. Nästa fråga startar ett nytt samtal."
+
+
+def _export(turns: list[dict]) -> tuple[str, str]:
+    """'Exportera samtalet': the conversation as markdown (static/download.js saves it) and the status."""
+    if not turns:
+        return "", "Det finns inget samtal att exportera än. Ställ en fråga först."
+    return conversation_markdown(turns), f"Samtalet ({len(turns)} frågor) är sparat som en markdown-fil."
 
 
 def _copied(value: str) -> str:
@@ -212,11 +270,8 @@ def _footer_text(assistant: Assistant) -> str:
         store = assistant.store
     except RagError as error:
         return f"Indexet kunde inte läsas: {text(public_message(error))} · {statement}"
-    return (
-        f"Söker i {len(store.documents())} rapporter ({store.chunk_count} passager). "
-        f"Indexversion {text(store.version)}. Inget lämnar servern. "
-        f"Samma svar som JSON: POST /api/ask (dokumentation på /docs). · {statement}"
-    )
+    # For the public: no index version or API routes (those are in GET /api/health and the docs).
+    return f"Söker i {len(store.documents())} rapporter ({store.chunk_count} passager). Inget lämnar servern. · {statement}"
 
 
 def _user(request: gr.Request | None) -> str | None:

@@ -15,6 +15,7 @@ GENERATOR_LABELS = {"extractive": "Extraktiv (citat)", "openai": "Språkmodell (
 DEFAULT_MARK = "standard"
 LLM_GENERATORS = {"openai"}  # generators that need the language-model server (settings.llm_base_url)
 ALL_YEARS = "Alla år"
+MAX_CHIPS = 6  # report chips shown above the question box; more chosen reports are counted in the text
 STATEMENT_LINK = "Tillgänglighetsredogörelse"
 
 # Gradio's own strings that its Swedish locale lacks (the status region announced "common.complete"),
@@ -51,6 +52,7 @@ LABELS = {
         "error": "Det gick inte att svara",
         "interpreted": "Tolkad som",
         "back": "Tillbaka till svaret",
+        "scope": "Sökt endast i",
     },
     "en": {
         "lang": "en",
@@ -67,6 +69,7 @@ LABELS = {
         "error": "Could not answer",
         "interpreted": "Read as",
         "back": "Back to the answer",
+        "scope": "Searched only in",
     },
 }
 

@@ -15,8 +15,12 @@ from rag.settings import Settings
 from rag.web.feedback import MAX_COMMENT_CHARS, FeedbackLog
 from rag.web.ui.handlers import (
     _ask_handler,
+    _chips,
     _copied,
     _documents,
+    _drop_report,
+    _drop_year,
+    _export,
     _example,
     _footer_text,
     _on_comment,
@@ -27,10 +31,11 @@ from rag.web.ui.handlers import (
     report_choices,
     year_choices,
 )  # fmt: skip
-from rag.web.ui.labels import ALL_YEARS, EXAMPLES, GRADIO_SV
+from rag.web.ui.labels import ALL_YEARS, EXAMPLES, GRADIO_SV, MAX_CHIPS
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 COPY_JS = (STATIC / "copy.js").read_text()
+DOWNLOAD_JS = (STATIC / "download.js").read_text()
 
 
 @dataclass
@@ -50,6 +55,9 @@ class _Parts:
     copy: gr.Button
     clear: gr.Button
     send_comment: gr.Button
+    export: gr.Button
+    export_text: gr.Textbox
+    chips: list  # the row, its heading, the year chip, the report chips (handlers.chip_updates)
 
 
 def build_ui(assistant: Assistant, settings: Settings, feedback_log: FeedbackLog) -> gr.Blocks:
@@ -76,6 +84,13 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
     )
     reports, year, generator = _filter_controls(documents, settings)
     chatbot = _chatbot()
+    # The active filters, visible also with "Avgränsa sökningen" closed; each chip's ✕ removes it.
+    with gr.Row(visible=False, elem_id="rag-chips") as chips:
+        chips_heading = gr.Markdown("Sökningen är avgränsad till:", elem_classes=["rag-chips-heading"])
+        year_chip = gr.Button("", visible=False, size="sm", elem_classes=["rag-chip"], min_width=0)
+        report_chips = [
+            gr.Button("", visible=False, size="sm", elem_classes=["rag-chip"], min_width=0) for _ in range(MAX_CHIPS)
+        ]
     question = gr.Textbox(
         label="Din fråga",
         placeholder="Till exempel: Vem är ny ekonomichef?",
@@ -87,6 +102,7 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
     )
     with gr.Row(elem_id="rag-tools"):
         copy = gr.Button("Kopiera svaret", size="sm", elem_id="rag-copy", min_width=120)
+        export = gr.Button("Exportera samtalet", size="sm", elem_id="rag-export", min_width=120)
         clear = gr.Button("Rensa chatten", size="sm", elem_id="rag-clear", min_width=120)
     # elem_classes, not elem_id: Gradio puts a Group's elem_id on two nested elements (a duplicate id)
     with gr.Group(visible=False, elem_classes=["rag-feedback"]) as feedback_row:
@@ -101,6 +117,7 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
     status = gr.Markdown("", elem_id="rag-status")  # static/chat.js makes it a polite live region
     footer = gr.Markdown(_footer_text(assistant), elem_id="rag-footer")
     copy_text = gr.Textbox(visible=False)
+    export_text = gr.Textbox(visible=False)
     return _Parts(
         chatbot=chatbot,
         question=question,
@@ -117,6 +134,9 @@ def _layout(assistant: Assistant, settings: Settings) -> _Parts:
         copy=copy,
         clear=clear,
         send_comment=send_comment,
+        chips=[chips, chips_heading, year_chip, *report_chips],
+        export=export,
+        export_text=export_text,
     )
 
 
@@ -185,6 +205,15 @@ def _wire(demo: gr.Blocks, p: _Parts, assistant: Assistant, feedback_log: Feedba
     p.clear.click(_reset, None, reset, api_name=False, queue=False)
     p.chatbot.clear(_reset, None, reset, api_name=False, queue=False)
     p.copy.click(_copied, [p.copy_text], [p.status], js=COPY_JS, api_name=False, queue=False)
+    p.export.click(_export, [p.turns], [p.export_text, p.status], api_name=False, queue=False).then(
+        None, [p.export_text], None, js=DOWNLOAD_JS, api_name=False, queue=False
+    )
+    show_chips = _chips(assistant)
+    for control in (p.reports, p.year):
+        control.change(show_chips, [p.reports, p.year], p.chips, api_name=False, queue=False, show_progress="hidden")
+    p.chips[2].click(_drop_year, None, p.year, api_name=False, queue=False)
+    for i, chip in enumerate(p.chips[3:]):
+        chip.click(_drop_report(i), [p.reports], p.reports, api_name=False, queue=False)
     outputs = [p.reports, p.year, p.generator, p.footer]
     # Hidden progress: the filters and footer are not dimmed while the page's first refresh runs.
     demo.load(_refresh(assistant), None, outputs, api_name=False, queue=False, show_progress="hidden")

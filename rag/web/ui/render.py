@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from rag.web.ui.labels import LABELS, NEAREST_SHOWN, language
+from rag.web.ui.labels import LABELS, NEAREST_SHOWN
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 # Characters that markdown, LaTeX or HTML could read as syntax; written as numeric entities.
@@ -23,12 +23,25 @@ def text(value) -> str:
     return str(value if value is not None else "").translate(_MARKUP)
 
 
-def answer_html(response: dict, uid: str) -> str:
-    """One assistant message: the quoted answer with [n] links, then its source cards."""
-    lang = language(response.get("question", ""))
+# Emphasis marks left in the reports' text by its conversion ("*samordnad varudistribution*", "unga.*"):
+# shown literally they are noise, so quoted report text leaves them out (a lone " * " stays).
+_EMPHASIS = re.compile(r"(?<![\w*])\*{1,2}(?=[^\s*])|(?<=[^\s*])\*{1,2}(?![\w*])")
+
+
+def quoted(value) -> str:
+    """Text from a report (a passage, a quote, an answer made of quotes), escaped like text()."""
+    return text(_EMPHASIS.sub("", str(value if value is not None else "")))
+
+
+def answer_html(response: dict, uid: str, scope: str = "") -> str:
+    """One assistant message: the quoted answer with [n] links, then its source cards. `scope` names
+    the active filters ("Kommundirektörens rapport maj 2017 (2017-05); år 2017"), shown by the sources."""
+    # Swedish labels whatever the question's language: the page around them stays Swedish (WCAG 3.1.1),
+    # and the answer is quoted from Swedish reports.
+    lang = "sv"
     labels = LABELS[lang]
     if not response.get("answered"):
-        return _abstention_html(response, uid, labels)
+        return _abstention_html(response, uid, labels, scope)
     parts = [
         f'<div class="rag-answer" lang="{lang}"><p class="rag-text">',
         _linked_answer(response["answer"], {c["n"]: c for c in response["citations"]}, uid, labels),
@@ -38,6 +51,7 @@ def answer_html(response: dict, uid: str) -> str:
     if response.get("notice"):
         parts.append(f'<p class="rag-notice">{text(response["notice"])}</p>')
     parts.append(f'<section class="rag-sources"><h3 class="rag-heading">{labels["sources"]}</h3>')
+    parts.append(scope_html(scope, labels))
     parts += [_source_card(c, uid, labels) for c in response["citations"]]
     parts.append("</section></div>")
     return "".join(parts)
@@ -53,12 +67,12 @@ def interpreted_html(response: dict, labels: dict) -> str:
 
 def streaming_html(partial: str, question: str) -> str:
     """The answer so far, while the generator is still writing."""
-    body = text(partial) if partial else LABELS[language(question)]["thinking"]
+    body = quoted(partial) if partial else LABELS["sv"]["thinking"]
     return f'<div class="rag-answer rag-pending" aria-busy="true"><p class="rag-text">{body}</p></div>'
 
 
 def error_html(message: str, question: str) -> str:
-    labels = LABELS[language(question)]
+    labels = LABELS["sv"]
     return (
         f'<div class="rag-answer rag-error" role="alert"><p><strong>{labels["error"]}:</strong> '
         f"{text(message)}</p></div>"
@@ -79,7 +93,7 @@ def _linked_answer(answer: str, citations: dict[int, dict], uid: str, labels: di
             f"{labels['source']} </span>{n}&#93;</a>"
         )
         last = match.end()
-    out.append(text(answer[last:]))
+    out.append(quoted(answer[last:]))
     return "".join(out)
 
 
@@ -89,14 +103,19 @@ def _with_key(segment: str, citation: dict) -> str:
     key, quote = citation.get("key"), citation.get("quote") or ""
     at = segment.find(quote) if key and quote else -1
     if at < 0:
-        return text(segment)
+        return quoted(segment)
     k0, k1 = at + key["start"] - citation["start"], at + key["end"] - citation["start"]
     if not at <= k0 < k1 <= at + len(quote):
-        return text(segment)
-    return f'{text(segment[:k0])}<strong class="rag-key">{text(segment[k0:k1])}</strong>{text(segment[k1:])}'
+        return quoted(segment)
+    return f'{quoted(segment[:k0])}<strong class="rag-key">{quoted(segment[k0:k1])}</strong>{quoted(segment[k1:])}'
 
 
-def _abstention_html(response: dict, uid: str, labels: dict) -> str:
+def scope_html(scope: str, labels: dict) -> str:
+    """'Sökt endast i: …' when filters narrowed the search (empty without filters)."""
+    return f'<p class="rag-scope">{labels["scope"]}: {text(scope)}</p>' if scope else ""
+
+
+def _abstention_html(response: dict, uid: str, labels: dict, scope: str = "") -> str:
     cards = [
         _passage_card(p, f"{uid}-p{i}", labels) for i, p in enumerate(response["passages"][:NEAREST_SHOWN])
     ]
@@ -108,7 +127,8 @@ def _abstention_html(response: dict, uid: str, labels: dict) -> str:
         )
     return (
         f'<div class="rag-answer rag-abstain" lang="{labels["lang"]}"><p class="rag-text"><strong>'
-        f'{labels["no_answer"]}</strong></p>{interpreted_html(response, labels)}{nearest}</div>'
+        f'{labels["no_answer"]}</strong></p>{interpreted_html(response, labels)}{scope_html(scope, labels)}'
+        f"{nearest}</div>"
     )
 
 
@@ -131,7 +151,7 @@ def _source_card(citation: dict, uid: str, labels: dict) -> str:
 
 
 def _passage_card(passage: dict, card_id: str, labels: dict) -> str:
-    return _card(passage, card_id, "–", text(passage["text"]), labels, extra_class="rag-card-nearest")
+    return _card(passage, card_id, "–", quoted(passage["text"]), labels, extra_class="rag-card-nearest")
 
 
 def _card(
@@ -161,16 +181,16 @@ def highlighted(passage: str, start: int, end: int, key: tuple[int, int] | None 
     passage (or a key outside the mark) are clamped."""
     start, end = max(0, min(start, len(passage))), max(0, min(end, len(passage)))
     if end <= start:
-        return text(passage)
-    quote = text(passage[start:end])
+        return quoted(passage)
+    quote = quoted(passage[start:end])
     if key is not None:
         k0, k1 = max(start, min(key[0], end)), max(start, min(key[1], end))
         if k1 > k0:
             quote = (
-                f"{text(passage[start:k0])}<strong class=\"rag-key\">{text(passage[k0:k1])}</strong>"
-                f"{text(passage[k1:end])}"
+                f"{quoted(passage[start:k0])}<strong class=\"rag-key\">{quoted(passage[k0:k1])}</strong>"
+                f"{quoted(passage[k1:end])}"
             )
-    return f"{text(passage[:start])}<mark>{quote}</mark>{text(passage[end:])}"
+    return f"{quoted(passage[:start])}<mark>{quote}</mark>{quoted(passage[end:])}"
 
 
 def _card_id(uid: str, n: int) -> str:
@@ -190,3 +210,26 @@ def plain_answer(response: dict) -> str:
             f"{c.get('diarienummer') or '–'}) – {c.get('section') or '–'}"
         )
     return "\n".join(lines).strip()
+
+
+def conversation_markdown(turns: list[dict]) -> str:
+    """The whole conversation as markdown, for "Exportera samtalet": each question, its answer (or that
+    there was none) and its sources with the quoted passage."""
+    lines = ["# Frågor om kommundirektörens rapporter – samtal", ""]
+    for i, turn in enumerate(turns, 1):
+        response = turn["response"]
+        lines += [f"## Fråga {i}: {response['question']}", ""]
+        lines += [response["answer"] if response.get("answered") else LABELS["sv"]["no_answer"], ""]
+        if turn.get("scope"):
+            lines += [f"{LABELS['sv']['scope']}: {turn['scope']}", ""]
+        if response.get("citations"):
+            lines += [f"### {LABELS['sv']['sources']}", ""]
+        for c in response.get("citations", []):
+            lines.append(
+                f"{c['n']}. {c['title']} ({c.get('date') or 'odaterad'}, dnr {c.get('diarienummer') or '–'}), "
+                f"avsnitt: {c.get('section') or '–'}"
+            )
+            if c.get("quote"):
+                lines.append(f"   > {' '.join(c['quote'].split())}")
+        lines.append("")
+    return "\n".join(lines).strip() + "\n"
