@@ -98,11 +98,10 @@ def _risk_coverage_lines(curve: dict | None) -> list[str]:
 def _calibration_lines(table: dict | None) -> list[str]:
     if not table:
         return []
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     lines = ["", "## Does the confidence mean what it says?", "",
              f"Over the same {table['questions']} answers (before the threshold): AUROC of confidence for right "
-             f"against wrong answers {fmt(table['auroc'])}; expected calibration error {fmt(table['ece'])}; "
-             f"answers at confidence ≥ 0.9: {table['confident']}, of which right {fmt(table['precision_at_confident'])}.",
+             f"against wrong answers {_fmt(table['auroc'])}; expected calibration error {_fmt(table['ece'])}; "
+             f"answers at confidence ≥ 0.9: {table['confident']}, of which right {_fmt(table['precision_at_confident'])}.",
              "", "| confidence | answers | mean confidence | right |", "|---|---:|---:|---:|"]  # fmt: skip
     lines += [f"| {row['from']:.1f}–{row['to']:.1f} | {row['n']} | {row['confidence']:.3f} | {row['right']:.3f} |"
               for row in table["reliability"]]  # fmt: skip
@@ -220,9 +219,8 @@ def summary_table(report: EvalReport) -> str:
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
     curve = report.risk_coverage or {}
     if cal := curve.get("calibration"):
-        fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"Confidence: risk–coverage area {fmt(curve['area'])}, AUROC right vs wrong {fmt(cal['auroc'])}, "
-                     f"ECE {fmt(cal['ece'])}, right at ≥ 0.9: {fmt(cal['precision_at_confident'])} "
+        lines.append(f"Confidence: risk–coverage area {_fmt(curve['area'])}, AUROC right vs wrong {_fmt(cal['auroc'])}, "
+                     f"ECE {_fmt(cal['ece'])}, right at ≥ 0.9: {_fmt(cal['precision_at_confident'])} "
                      f"({cal['confident']} answers)")  # fmt: skip
     return "\n".join(lines)
 
