@@ -273,8 +273,8 @@ def run_ours(ours: Ours, ds: dict, questions: list[dict], progress: bool) -> dic
             responses[backend].append({"id": row["id"], **answer_to_dict(answer)})
     return {
         "default_backend": default,
-        "index_chunks": len(index.chunks),
-        "index_sentences": len(index.sentences),
+        "index_chunks": index.chunk_count,
+        "index_sentences": len(index.sentence_vectors),
         "faiss": index.manifest.get("faiss"),
         "encode": {b: {**summary(v), "cpu_p50_ms": _r(pct(encode_cpu[b], 50))} for b, v in encode.items()},
         "encode_raw": encode,
