@@ -364,6 +364,17 @@ def choose_by_keyboard(page, dropdown: str, typed: str, choice: str, *, backward
         if options.and_(page.locator(".active")).get_attribute("aria-label", timeout=2_000) == choice:
             break
     page.keyboard.press("Enter")
+    # Gradio handles each key after a render tick: an Escape pressed before Enter's turn came left the
+    # choice uncommitted (1 run in 5), and leaving the box showed the old value again. A user sees the
+    # choice taken before the next key: a token (multiselect) or the list closed on it (single).
+    page.wait_for_function(
+        """([sel, choice]) => { const box = document.querySelector(sel);
+             const tokens = [...box.querySelectorAll('.token')].map(e => e.innerText);
+             if (tokens.length) return tokens.some(t => t.includes(choice));
+             return box.querySelectorAll('[role=option]').length === 0 && box.querySelector('input').value === choice; }""",
+        arg=[dropdown, choice],
+        timeout=5_000,
+    )
     page.keyboard.press("Escape")
 
 
