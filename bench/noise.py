@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embedding import query_backends  # noqa: E402
+from rag.embedding import onnx_runtime  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -40,7 +40,7 @@ def kernel_sensitivity(settings: Settings, questions: list[str], backend: str, r
     from rag.provision.onnx import ONNX_FILES, onnx_dir
 
     source, name = onnx_dir(settings), ONNX_FILES[backend]
-    reference = query_backends.OnnxQueryEncoder(settings, backend)(questions)
+    reference = onnx_runtime.OnnxEncoder(settings, backend)(questions)
     with tempfile.TemporaryDirectory(dir=source.parent) as tmp:
         copy = Path(tmp)
         shutil.copy(source / "meta.json", copy / "meta.json")
@@ -53,12 +53,12 @@ def kernel_sensitivity(settings: Settings, questions: list[str], backend: str, r
         table.CopyFrom(numpy_helper.from_array(values * (1 + relative * noise), table.name))
         onnx.save(model, str(copy / name), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=name + ".data")  # fmt: skip
-        original = query_backends.onnx_dir
-        query_backends.onnx_dir = lambda s: copy
+        original = onnx_runtime.onnx_dir
+        onnx_runtime.onnx_dir = lambda s: copy
         try:
-            moved = query_backends.OnnxQueryEncoder(settings, backend)(questions)
+            moved = onnx_runtime.OnnxEncoder(settings, backend)(questions)
         finally:
-            query_backends.onnx_dir = original
+            onnx_runtime.onnx_dir = original
     distance = 1.0 - np.sum(reference * moved, axis=1)
     return {"backend": backend, "relative": relative, **_stats(distance)}
 

@@ -90,13 +90,17 @@ class Settings:
     # space-separated generators an API or UI user may pick; the site's `generator` is always allowed
     client_generators: str = ""
 
-    # question embedding (rag/embedding/query_backends.py): fp32 | int8 | onnx | onnx-int8; documents are
-    # always fp32 PyTorch. onnx (fp32 ONNX Runtime, ~3x faster than fp32 PyTorch) is the default because it
+    # question embedding (rag/embedding/query_backends.py): fp32 | int8 | onnx | onnx-int8.
+    # onnx (fp32 ONNX Runtime, ~3x faster than fp32 PyTorch) is the default because it
     # is reproducible: int8 activation rounding turns last-bit float differences between machines into
     # vectors ~0.007 apart in cosine, enough to flip answers near the abstention threshold (docs/evaluation.md).
     # onnx-int8 is ~3x faster again for sites that accept that. Both need `rag model export-onnx` once
     # (scripts/setup.sh runs it); until then questions use fp32.
     query_backend: str = "onnx"
+    # document embedding at index time: onnx (the exported fp32 graph, batches of like length) | fp32
+    # (PyTorch). The same vectors to rounding; the manifest records which one built an index, and an
+    # index is never mixed (a build on the other path embeds everything again).
+    document_backend: str = "onnx"
 
     def replace(self, **overrides) -> Settings:
         """A copy with some fields changed; `None` values are ignored so CLI flags can pass through."""

@@ -16,8 +16,9 @@ from rag.index.lexical import stems
 class FakeEmbedder:
     model_id = "fake-hashing-embedder"
 
-    def __init__(self, dim: int = 64, max_tokens: int = 10_000):
+    def __init__(self, dim: int = 64, max_tokens: int = 10_000, documents: str | None = None):
         self._dim = dim
+        self.documents = documents  # the path documents take, as the real embedder's fingerprint says
         self.max_tokens = max_tokens
         self.calls: list[int] = []  # number of documents per encode_documents call
 
@@ -26,7 +27,8 @@ class FakeEmbedder:
         return self._dim
 
     def fingerprint(self) -> dict:
-        return {"model": self.model_id, "files": {}, "dim": self._dim}
+        path = {"documents": self.documents} if self.documents else {}
+        return {"model": self.model_id, "files": {}, "dim": self._dim, **path}
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return np.stack([self._vector(t) for t in texts])

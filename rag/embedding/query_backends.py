@@ -1,7 +1,7 @@
 """Fast query embedding: the question's vector on the critical path of every `ask`, made cheaper.
 
-Documents are always embedded by the full-precision PyTorch model (index vectors never change with
-this setting); only `encode_queries` uses the backend chosen by `Settings.query_backend`:
+Index vectors never change with this setting (documents take `Settings.document_backend`, fp32 ONNX or
+PyTorch, transformer.py); only `encode_queries` uses the backend chosen by `Settings.query_backend`:
 
 * ``fp32``: the plain sentence-transformers model (the reference).
 * ``int8``: the same model with every ``nn.Linear`` replaced by PyTorch dynamic int8 quantization
@@ -29,20 +29,15 @@ import copy
 import itertools
 import json
 import logging
-import os
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 
+from rag.embedding.onnx_runtime import OnnxEncoder
 from rag.errors import ConfigError
 from rag.provision.onnx import CHECK_QUESTION, ONNX_FILES, onnx_dir, onnx_ready
 from rag.settings import Settings
-
-# ONNX Runtime 1.29+ sends telemetry on Linux too (a thread looks up mobile.events.data.microsoft.com):
-# this variable, read when its environment is created, is the full opt-out; disable_telemetry_events()
-# alone is not (tests/web/test_offline.py traces the app to prove it).
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 log = logging.getLogger(__name__)
 
@@ -86,48 +81,6 @@ def torch_query_encoder(model) -> QueryEncoder:
     return encode
 
 
-# -- ONNX Runtime --------------------------------------------------------------------------------
-
-
-class OnnxQueryEncoder:
-    """Query vectors from the exported model (pooling, dense layers and normalization are in the graph)."""
-
-    def __init__(self, settings: Settings, backend: str = "onnx-int8", threads: int | None = None):
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
-
-        ort.disable_telemetry_events()  # and the events, should the variable above come too late
-        folder = onnx_dir(settings)
-        meta = json.loads((folder / "meta.json").read_text())
-        options = ort.SessionOptions()
-        threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0)  # same pinning as torch
-        if threads:
-            options.intra_op_num_threads = threads
-        # no busy-waiting between calls: on a shared CPU spinning threads slow everyone down
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # ORT warns about buffer reuse with dynamic shapes; harmless
-        self.session = ort.InferenceSession(str(folder / ONNX_FILES[backend]), options,
-                                            providers=["CPUExecutionProvider"])  # fmt: skip
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
-        self.prompt = meta["query_prompt"]
-        self.max_length = int(meta["max_seq_length"])
-        self.dim = settings.embedding_dim
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for text in texts:  # one at a time: questions are short, and no padding enters the graph
-            features = self.tokenizer([self.prompt + text], return_tensors="np", truncation=True,
-                                      max_length=self.max_length)  # fmt: skip
-            inputs = {"input_ids": features["input_ids"].astype(np.int64),
-                      "attention_mask": features["attention_mask"].astype(np.int64)}  # fmt: skip
-            out.append(self.session.run(None, inputs)[0][0])
-        vectors = np.stack(out).astype(np.float32)
-        if self.dim:  # Matryoshka: truncate, then normalize again
-            vectors = vectors[:, : self.dim]
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors
-
-
 # -- choosing ------------------------------------------------------------------------------------
 
 
@@ -139,7 +92,7 @@ def query_encoder(settings: Settings, load_model: Callable[[], object]) -> tuple
     if backend.startswith("onnx"):
         try:
             if onnx_ready(settings, backend):
-                return OnnxQueryEncoder(settings, backend), backend
+                return OnnxEncoder(settings, backend), backend
             log.warning("query_backend=%s needs a one-time export (rag model export-onnx); "
                         "questions are embedded in fp32 meanwhile.", backend)  # fmt: skip
         except ImportError:
@@ -158,5 +111,5 @@ def export_check(settings: Settings) -> dict[str, float]:
         return {}
     reference = np.asarray(meta["reference"], dtype=np.float32)
     full = settings.replace(embedding_dim=None)
-    return {backend: float(OnnxQueryEncoder(full, backend)([CHECK_QUESTION])[0] @ reference)
+    return {backend: float(OnnxEncoder(full, backend)([CHECK_QUESTION])[0] @ reference)
             for backend in ONNX_FILES if onnx_ready(settings, backend)}  # fmt: skip

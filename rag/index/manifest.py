@@ -26,6 +26,15 @@ def manifest_head(settings: Settings, fingerprint: dict, documents: list[Documen
     }
 
 
+def model_identity(fingerprint: dict | None) -> dict | None:
+    """The model part of a fingerprint, without the path its documents took (onnx or fp32): the vectors
+    are the same to rounding, so either serves; a build still never mixes them (the full fingerprint keys
+    reuse)."""
+    if not isinstance(fingerprint, dict):
+        return fingerprint
+    return {key: value for key, value in fingerprint.items() if key != "documents"}
+
+
 def same_build(manifest: dict, head: dict) -> bool:
     return all(manifest.get(key) == value for key, value in head.items())
 
@@ -36,7 +45,7 @@ def check_compatible(manifest: dict, settings: Settings, fingerprint: dict | Non
     problems = []
     if manifest.get("format_version") != FORMAT_VERSION:
         problems.append(f"format {manifest.get('format_version')} (this version reads {FORMAT_VERSION})")
-    if fingerprint is not None and manifest.get("model") != fingerprint:
+    if fingerprint is not None and model_identity(manifest.get("model")) != model_identity(fingerprint):
         built_with = manifest.get("model", {}).get("model")
         same_name = ", same name but other files or dimension" if built_with == fingerprint.get("model") else ""
         problems.append(f"model {built_with!r} (settings ask for {fingerprint.get('model')!r}{same_name})")

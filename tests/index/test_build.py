@@ -193,6 +193,20 @@ def test_other_model_fingerprint_raises_mismatch(cfg):
         assert "rag index" in str(error.value)
 
 
+def test_the_document_path_is_recorded_never_mixed_and_either_serves(cfg):
+    onnx = FakeEmbedder(documents="onnx")
+    first = build_index(cfg, onnx, progress=False)
+    manifest = json.loads((cfg.index_dir / first.version / "manifest.json").read_text())
+    assert manifest["model"]["documents"] == "onnx"
+    fp32 = FakeEmbedder(documents="fp32")
+    load_index(cfg, fingerprint=fp32.fingerprint())  # the same vectors to rounding: an onnx-built index serves
+    second = build_index(cfg, fp32, progress=False)  # but a build on the other path reuses none of them
+    assert second.up_to_date is False
+    assert (second.embedded_chunks, second.embedded_sentences) == (first.embedded_chunks, first.embedded_sentences)
+    assert fp32.embedded == onnx.embedded
+    assert build_index(cfg, FakeEmbedder(documents="fp32"), progress=False).up_to_date is True
+
+
 def test_other_format_version_raises_mismatch(cfg):
     build_index(cfg, FakeEmbedder(), progress=False)
     path = cfg.index_dir / LocalBackend(cfg.index_dir).current_version() / "manifest.json"
