@@ -70,6 +70,36 @@ def test_index_reports_skipped_files(env, capsys):
     assert f"Hoppade över {data / 'bild.txt'}" in captured.err
 
 
+def test_index_watch_prints_each_change_and_a_failed_build_says_the_live_version_stays(env, capsys, monkeypatch):
+    import rag.index.sync
+
+    data = env / "data"
+    shutil.copytree(DATA, data)
+    steps = [lambda: (data / "000_0448039051fc396a.txt").unlink(), None,
+             lambda: [f.unlink() for f in data.iterdir()], None]  # fmt: skip
+    real_watch = rag.index.sync.watch
+
+    def scripted(*args, **kwargs):
+        def sleep(_s):
+            step = steps.pop(0)
+            if step:
+                step()
+
+        return real_watch(*args, **kwargs, stop=lambda: not steps, sleep=sleep)
+
+    monkeypatch.setattr(rag.index.sync, "watch", scripted)
+    assert cli.main(["index", "--watch", "--data", str(data), "--index", str(env / "index")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == f"Bevakar {data} (var 10:e sekund). Avsluta med Ctrl+C."
+    assert "  borttagen: 000_0448039051fc396a.txt\nIndexerade 4 rapporter: " in captured.out
+    assert "Den publicerade versionen svarar som förut." in captured.err and "No readable reports" in captured.err
+
+
+def test_index_watch_needs_a_folder(env, capsys):
+    assert cli.main(["index", "--watch", "--data", str(DATA / "000_0448039051fc396a.txt")]) == 1
+    assert "--watch needs a folder of reports" in capsys.readouterr().err
+
+
 def test_ask_prints_answer_and_citation(index, capsys):
     assert cli.main(["ask", "Vem är ny ekonomichef?", "--index", str(index)]) == 0
     out = capsys.readouterr().out

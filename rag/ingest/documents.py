@@ -19,6 +19,7 @@ from rag.types import Signature, is_real_date
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".md", ".pdf", ".docx")
+PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".swp", ".partial")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ def read_documents(path: Path, *, allow_outside_links: bool = False,
         raise InputError(f"{path} is a file but not a .jsonl corpus. Pass the folder that holds it.")
     documents, skipped = [], []
     folder = path.resolve()
-    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for file in report_files(path):
         if file.suffix.lower() not in SUFFIXES:
             skipped.append(Skipped(str(file), f"unsupported file type {file.suffix or '(none)'}"))
             continue
@@ -62,7 +63,7 @@ def read_documents(path: Path, *, allow_outside_links: bool = False,
                                               "in, or set RAG_ALLOW_OUTSIDE_LINKS=1 to index what links point at"))
             continue
         try:
-            documents.append(read_file(file, max_chars=max_chars))
+            documents.append(read_file(file, max_chars=max_chars, doc_id=file.relative_to(path).as_posix()))
         except (InputError, OSError) as error:  # unreadable: skip it, keep the rest
             skipped.append(Skipped(str(file), str(error)))
     for item in skipped:
@@ -70,8 +71,26 @@ def read_documents(path: Path, *, allow_outside_links: bool = False,
     return documents, skipped
 
 
-def read_file(file: Path, *, max_chars: int = 2_000_000) -> Document:
-    """One report file as a Document. Raises InputError when it cannot be read as text or is too long."""
+def report_files(folder: Path) -> list[Path]:
+    """The files under `folder`, subfolders included, in a stable order; hidden files and folders, and
+    the partial files that editors and downloads leave while writing (~$x.docx, x.part, x.tmp), are not
+    reports."""
+    folder = Path(folder)
+    found = []
+    for file in folder.rglob("*"):
+        parts = file.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts) or not file.is_file():
+            continue
+        if file.name.startswith("~$") or file.suffix.lower() in PARTIAL_SUFFIXES:
+            continue
+        found.append(file)
+    return sorted(found, key=lambda f: f.relative_to(folder).as_posix())
+
+
+def read_file(file: Path, *, max_chars: int = 2_000_000, doc_id: str | None = None) -> Document:
+    """One report file as a Document (its id: `doc_id`, by default the file name; a folder's files are
+    named by their path under it, so two "rapport.pdf" in two subfolders stay two reports). Raises
+    InputError when it cannot be read as text or is too long."""
     if file.stat().st_size > 20 * max_chars:  # not even read: no format packs text 20 times
         raise _too_long(file, f"{file.stat().st_size:,} bytes", max_chars)
     data = file.read_bytes()
@@ -82,7 +101,7 @@ def read_file(file: Path, *, max_chars: int = 2_000_000) -> Document:
         raise _too_long(file, f"{len(raw):,} characters of text", max_chars)
     parsed = parse_report(raw, fallback_title=file.stem)
     return Document(
-        id=file.name,
+        id=doc_id or file.name,
         title=parsed.title,
         date=parsed.date,
         diarienummer=parsed.diarienummer,
