@@ -17,7 +17,7 @@ from rag.answering.extractive import NO_ANSWER, extract_answer
 from rag.answering.generators import Generator, create_generator, final_answer
 from rag.embedding import Embedder, real_embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, InputError, RagError
-from rag.index import load_store, open_backend
+from rag.index import load_serving, load_store, open_backend
 from rag.index.protocol import Backend, Store
 from rag.search.rerank import rerank
 from rag.search.retrieve import retrieve
@@ -62,12 +62,17 @@ class Assistant:
         if self._store is not None and self._refused is not None and self._refused[0] == live:
             return  # already refused: checked again only when another version is published
         try:
-            self._store = load_store(self.settings, self.embedder.fingerprint(), self.backend)
-            self._refused = None
+            if self._store is None:  # starting: the newest intact version, should the live one be damaged
+                self._store, problem = load_serving(self.settings, self.embedder.fingerprint(), self.backend)
+                self._refused = None if problem is None else (live, problem)
+            else:
+                self._store = load_store(self.settings, self.embedder.fingerprint(), self.backend)
+                self._refused = None
         except (IndexNotFoundError, IndexMismatchError) as error:
             if self._store is None:
                 raise
             self._refused = (live, f"{error} Still serving version {self._store.version}.")
+        if self._refused is not None:
             log.warning("Index version %s not loaded: %s", live, self._refused[1])
 
     def generator(self, name: str | None = None) -> Generator:

@@ -6,7 +6,7 @@ local files backend (local.py, local_store.py) is the default; build.py writes i
 
 from __future__ import annotations
 
-from rag.errors import IndexNotFoundError
+from rag.errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
 from rag.index.manifest import check_compatible
 from rag.index.protocol import Backend, Store
 from rag.settings import Settings
@@ -48,4 +48,26 @@ def load_store(settings: Settings, fingerprint: dict | None = None, backend: Bac
     return store
 
 
-__all__ = ["Backend", "Store", "load_store", "open_backend", "rebuild_command"]
+def load_serving(settings: Settings, fingerprint: dict | None = None,
+                 backend: Backend | None = None) -> tuple[Store, str | None]:  # fmt: skip
+    """The version to serve: the live one, or when it is damaged the newest intact one kept, with why
+    (None when the live one serves). Raises the live version's error when no version is intact."""
+    backend = backend or open_backend(settings)
+    try:
+        return load_store(settings, fingerprint, backend), None
+    except IndexDamagedError as error:
+        live = backend.current_version()
+        for version in reversed(backend.versions()):
+            if version == live:
+                continue
+            try:
+                store = backend.open(version)
+                check_compatible(dict(store.manifest), settings, fingerprint, backend.location,
+                                 rebuild_command(settings))  # fmt: skip
+            except (IndexNotFoundError, IndexMismatchError):  # damaged too, or another model's
+                continue
+            return store, f"{error} Serving the newest intact version, {version}, meanwhile."
+        raise
+
+
+__all__ = ["Backend", "Store", "load_serving", "load_store", "open_backend", "rebuild_command"]

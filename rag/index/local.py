@@ -59,9 +59,22 @@ class LocalBackend:
         except FileNotFoundError:
             return None
 
-    def open(self) -> LocalStore | None:
-        """The live version, or None when nothing was published yet."""
-        return self._load()
+    def open(self, version: str | None = None) -> LocalStore | None:
+        """The live version (or the one named), or None when nothing was published yet."""
+        return self._load(version or self.current_version())
+
+    def versions(self) -> list[str]:
+        """The version folders kept, oldest first: by the time stamp their names begin with, then (two
+        builds in one second) by when their manifest was written."""
+
+        def written(folder: Path) -> int:
+            try:
+                return (folder / "manifest.json").stat().st_mtime_ns
+            except OSError:
+                return 0
+
+        folders = [p for p in self.folder.glob("v-*") if p.is_dir()]
+        return [p.name for p in sorted(folders, key=lambda p: (p.name[:17], written(p), p.name))]
 
     def previous_manifest(self) -> dict | None:
         version = self.current_version()
@@ -69,7 +82,7 @@ class LocalBackend:
 
     def reusable_vectors(self, fingerprint: dict) -> dict[str, np.ndarray]:
         """Vectors of the live version by content key, if it was built with the same model."""
-        previous = self._load()
+        previous = self.open()
         if previous is None or previous.manifest.get("model") != fingerprint:
             return {}
         keys = json.loads((previous.path / "keys.json").read_text())
@@ -93,18 +106,23 @@ class LocalBackend:
         _prune(self.folder, keep=version)
         return version
 
-    def _load(self) -> LocalStore | None:
-        version = self.current_version()
+    def _load(self, version: str | None) -> LocalStore | None:
         if version is None:
             return None
         folder = self.folder / version
+        if not folder.is_dir():
+            raise _damaged(folder, "its folder is missing")
         manifest = _read_manifest(self.folder, version)
         _verify_files(folder, manifest)
+        # Old versions have no checksums, so a malformed field reaches the reading code: any error
+        # there (json's are ValueErrors, a wrong type a TypeError) is damage, not a bug to show as a 500.
         try:
             store = _read_store(folder, manifest)
-        except (OSError, ValueError, EOFError, KeyError, TypeError) as error:  # json errors are ValueErrors
+            _verify_shapes(store)
+        except IndexDamagedError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError) as error:
             raise _damaged(folder, f"{type(error).__name__}: {error}") from error
-        _verify_shapes(store)
         return store
 
 
@@ -231,8 +249,11 @@ def _verify_shapes(store: LocalStore) -> None:
             continue
         if vectors.ndim != 2 or vectors.shape[0] != rows or (rows and dim is not None and vectors.shape[1] != dim):
             raise _damaged(store.path, f"{name} has shape {vectors.shape}, expected ({rows}, {dim})")
+    for number, chunk in enumerate(store.chunk_list):
+        if chunk.heading is not None and (len(chunk.heading) != 2 or any(type(x) is not int for x in chunk.heading)):
+            raise _damaged(store.path, f"chunks.jsonl line {number + 1} has a malformed heading {chunk.heading!r:.40}")
     for number, ids in enumerate(store.chunk_sentence_ids):
-        if any(not 0 <= i < len(store.sentences) for i in ids):
+        if not isinstance(ids, list) or any(type(i) is not int or not 0 <= i < len(store.sentences) for i in ids):
             raise _damaged(store.path, f"chunks.jsonl line {number + 1} names a sentence that is not in sentences.jsonl")
 
 

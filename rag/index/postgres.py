@@ -108,14 +108,18 @@ class PostgresBackend:
             return None
         return row[0] if row else None
 
-    def open(self):
+    def open(self, version: str | None = None):
         from rag.index.postgres_store import PostgresStore
 
         psycopg, _ = _psycopg()
         try:
             with self.pool.connection() as conn:
-                row = conn.execute("SELECT v.version, v.schema_name, v.manifest FROM rag.current c "
-                                   "JOIN rag.versions v USING (version)").fetchone()  # fmt: skip
+                if version is None:
+                    row = conn.execute("SELECT v.version, v.schema_name, v.manifest FROM rag.current c "
+                                       "JOIN rag.versions v USING (version)").fetchone()  # fmt: skip
+                else:
+                    row = conn.execute("SELECT version, schema_name, manifest FROM rag.versions WHERE version = %s",
+                                       (version,)).fetchone()  # fmt: skip
         except psycopg.errors.UndefinedTable:
             return None
         return None if row is None else PostgresStore.load(self.pool, row[0], row[1], row[2])

@@ -131,7 +131,9 @@ class IndexContent:
 class Backend(Protocol):
     def current_version(self) -> str | None: ...
 
-    def open(self) -> Store | None: ...  # the current version; None before the first publish
+    def open(self, version: str | None = None) -> Store | None: ...  # default the current; None before a publish
+
+    def versions(self) -> list[str]: ...  # every published version still kept, oldest first
 
     def previous_manifest(self) -> dict | None: ...
 

@@ -121,11 +121,56 @@ def test_health_says_degraded_with_the_reason_and_503_only_when_nothing_good_is_
     assert str(cfg.index_dir) not in health.json()["index_problem"]  # no server paths to clients
     assert client.post("/api/ask", json={"question": "Vem är ny ekonomichef?"}).status_code == 200
 
-    fresh = TestClient(create_app(cfg, Assistant(cfg, embedder=FakeEmbedder())))  # a restart: nothing good
+    for version in LocalBackend(cfg.index_dir).versions():  # with no intact version at all, a restart
+        if version != second:
+            _flip_a_byte(cfg.index_dir / version / "chunks.jsonl")
+    fresh = TestClient(create_app(cfg, Assistant(cfg, embedder=FakeEmbedder())))
     health = fresh.get("/api/health")
     assert health.status_code == 503 and "sentences.jsonl was changed" in health.json()["detail"]
     answer = fresh.post("/api/ask", json={"question": "Vem är ny ekonomichef?"})
     assert answer.status_code == 503 and "rag index" in answer.json()["detail"]
+
+
+def _old_format(folder: Path, **fields) -> None:
+    """A version as written before checksums: no `files` in the manifest, and chunk rows with `fields`."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rows = [json.loads(line) for line in (folder / "chunks.jsonl").read_text().splitlines()]
+    rows[0].update(fields)
+    (folder / "chunks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda f: _truncate(f / "chunk_vectors.npy"), "chunk_vectors.npy has 200 bytes"),
+        (lambda f: _flip_a_byte(f / "sentence_vectors.npy"), "sentence_vectors.npy was changed"),
+        (lambda f: [p.unlink() for p in f.iterdir()] and f.rmdir(), "its folder is missing"),
+        (lambda f: (f / "manifest.json").write_bytes(b"\xff{"), "manifest.json cannot be read"),
+        (lambda f: _old_format(f, sentence_ids="3"), "names a sentence that is not in sentences.jsonl"),
+        (lambda f: _old_format(f, sentence_ids=None), "names a sentence that is not in sentences.jsonl"),
+        (lambda f: _old_format(f, heading="x"), "chunks.jsonl line 1 has a malformed heading ('x',)"),
+        (lambda f: _old_format(f, sentences=7), "TypeError"),
+    ],
+    ids=["truncated vectors", "flipped byte", "missing folder", "unreadable manifest", "old format, ids a string",
+         "old format, ids null", "old format, bad heading", "old format, bad sentences"],
+)  # fmt: skip
+def test_a_restart_on_a_damaged_live_version_serves_the_newest_intact_one(cfg, damage, expected):
+    from rag.web.app import create_app
+
+    first = build_index(cfg, FakeEmbedder(), progress=False).version
+    second = _rebuild_with_a_new_report(cfg)
+    damage(cfg.index_dir / second)
+    client = TestClient(create_app(cfg, Assistant(cfg, embedder=FakeEmbedder())), raise_server_exceptions=False)
+    health = client.get("/api/health")
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
+    assert health.json()["index_version"] == first
+    problem = health.json()["index_problem"]
+    assert second in problem and expected in problem and f"Serving the newest intact version, {first}" in problem
+    answer = client.post("/api/ask", json={"question": "Vem är ny ekonomichef?"})
+    assert answer.status_code == 200 and answer.json()["answered"] is True
+    assert client.get("/api/documents").status_code == 200
 
 
 def test_rag_ask_prints_one_fel_line_not_a_traceback(cfg, monkeypatch, capsys):
