@@ -1,0 +1,86 @@
+"""Issue 27 (hardening, round two), each at the level where it showed: the lockout under concurrent
+guesses, the chat's error bubble, Gradio routes the app does not use, the embedded login cookie,
+and the security headers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rag.web import auth
+from rag.web.auth import LoginGate
+
+# -- the lockout holds concurrently --------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_hashes(monkeypatch):
+    """Replaces the password check with one that records each call and takes `hold` (an Event) to finish."""
+    calls: list[str] = []
+    running = [0, 0]  # now, most at once
+    hold = threading.Event()
+    lock = threading.Lock()
+
+    def check_password(users, user, password):
+        with lock:
+            calls.append(password)
+            running[0] += 1
+            running[1] = max(running)
+        hold.wait(10)
+        with lock:
+            running[0] -= 1
+        return users.get(user) == password
+
+    monkeypatch.setattr(auth, "check_password", check_password)
+    return calls, running, hold
+
+
+def _in_parallel(gate: LoginGate, attempts: list[tuple[str, str, str]], hold: threading.Event, refused: int):
+    """All attempts at once (each thread its own event loop, like separate requests); the hashes are
+    held until `refused` attempts have come back without one, so every attempt is in flight together."""
+    barrier = threading.Barrier(len(attempts))
+
+    def attempt(args):
+        barrier.wait()
+        return asyncio.run(gate.check(*args))
+
+    with ThreadPoolExecutor(len(attempts)) as pool:
+        futures = [pool.submit(attempt, a) for a in attempts]
+        deadline = time.monotonic() + 10
+        while sum(f.done() for f in futures) < refused and time.monotonic() < deadline:
+            time.sleep(0.01)
+        hold.set()
+        return [f.result() for f in futures]
+
+
+def test_fifty_parallel_wrong_passwords_hash_five_times_then_the_right_one_is_locked(slow_hashes):
+    """The count was taken after the hash: 50 guesses sent together all passed the lockout test."""
+    calls, running, hold = slow_hashes
+    gate = LoginGate({"anna": "hemligt"})
+    attempts = [("anna", f"fel{i}", f"10.0.0.{i}") for i in range(50)]  # one address each: the user limit
+    verdicts = _in_parallel(gate, attempts, hold, refused=50 - auth.MAX_FAILURES)
+    assert len(calls) == auth.MAX_FAILURES and running[1] == auth.HASH_WORKERS
+    assert not any(v.ok for v in verdicts)
+    assert sum(v.busy and v.locked_for_s == auth.BUSY_RETRY_S for v in verdicts) == 50 - auth.MAX_FAILURES
+    assert sum(v.locked_for_s == 0 for v in verdicts) == auth.MAX_FAILURES - 1  # 401: wrong password
+    right = asyncio.run(gate.check("anna", "hemligt", "10.0.9.9"))
+    assert not right.ok and right.locked_for_s == auth.LOCKOUT_S and len(calls) == auth.MAX_FAILURES
+    assert right.message() == "För många misslyckade inloggningar. Försök igen om 15 minuter."
+
+
+def test_a_flood_of_distinct_logins_queues_a_bounded_number_of_hashes(slow_hashes):
+    """Many names from many addresses (each within its own limit) waited, unbounded, for the one worker."""
+    calls, running, hold = slow_hashes
+    gate = LoginGate({"anna": "hemligt"})
+    attempts = [(f"namn{i}", "x", f"10.0.{i}.1") for i in range(50)]
+    queued = auth.HASH_WORKERS + auth.MAX_WAITING
+    verdicts = _in_parallel(gate, attempts, hold, refused=50 - queued)
+    assert len(calls) == queued and running[1] == auth.HASH_WORKERS
+    busy = [v for v in verdicts if v.busy]
+    assert len(busy) == 50 - queued
+    assert busy[0].message() == "För många inloggningsförsök pågår just nu. Försök igen om en stund."
+    assert asyncio.run(gate.check("anna", "hemligt", "10.9.9.9")).ok  # the queue empties again
