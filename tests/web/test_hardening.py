@@ -8,11 +8,15 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 
+from rag.errors import IndexNotFoundError
+from rag.settings import Settings
 from rag.web import auth
 from rag.web.auth import LoginGate
+from rag.web.ui import handlers
 
 # -- the lockout holds concurrently --------------------------------------------------------------
 
@@ -84,3 +88,38 @@ def test_a_flood_of_distinct_logins_queues_a_bounded_number_of_hashes(slow_hashe
     assert len(busy) == 50 - queued
     assert busy[0].message() == "För många inloggningsförsök pågår just nu. Försök igen om en stund."
     assert asyncio.run(gate.check("anna", "hemligt", "10.9.9.9")).ok  # the queue empties again
+
+
+# -- the chat's error bubble ---------------------------------------------------------------------
+
+
+class FailingAssistant:
+    """Just enough of an Assistant for the ask handler: its answer raises `error`."""
+
+    def __init__(self, error: Exception):
+        self.settings, self.error = Settings(), error
+        self.store = SimpleNamespace(version="v-1", documents=dict, chunk_count=0)
+
+    def stream(self, *args, **kwargs):
+        raise self.error
+
+
+def _bubble(error: Exception) -> str:
+    ask = handlers._ask_handler(FailingAssistant(error))
+    history, kept, _, _ = list(ask("Vem är ny ekonomichef?", [], [], [], None, None, None))[-1]
+    assert kept == "Vem är ny ekonomichef?"  # the question stays in the box to be asked again
+    return history[-1]["content"]
+
+
+def test_the_error_bubble_shows_the_public_message_without_server_paths():
+    error = IndexNotFoundError("Inget index i /srv/hemlig-katalog/index – kör rag index först.")
+    assert _bubble(error) == (
+        '<div class="rag-answer rag-error" role="alert"><p><strong>Det gick inte att svara:</strong> '
+        "Inget index i … – kör rag index först.</p></div>"
+    )
+
+
+def test_an_unexpected_error_shows_a_generic_swedish_message():
+    bubble = _bubble(RuntimeError("[Errno 2] No such file: '/srv/hemlig-katalog/x.npy'"))
+    assert "hemlig-katalog" not in bubble and "Errno" not in bubble
+    assert handlers.UNEXPECTED_ERROR in bubble and "role=\"alert\"" in bubble
