@@ -7,7 +7,7 @@
   cross-origin embedding needs it.
 - `RequestGuardMiddleware`: the Host allow-list, the body-size limit (counted while the body streams
   in, so a chunked body cannot skip it), a same-origin check on requests that change something, no
-  uploads, and only known Gradio events.
+  uploads or other Gradio routes the UI does not use, and only known Gradio events.
 - `AccessMiddleware`: trusted-header SSO or login (HTTP Basic or the UI's session) through `LoginGate`.
 """
 
@@ -30,6 +30,12 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 FORWARDED = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"forwarded")
 LOGIN_COOKIE = "access-token"
 EVENT_CALLS = ("/gradio_api/queue/join", "/gradio_api/run/predict")
+# Gradio routes (under /gradio_api/) for features the UI does not have: files and recordings in,
+# media streams, a URL proxy, the vibe editor, dev reload, profiling, run history, custom components.
+# Refused for everyone, logged in or not: each is code that only an attacker would reach.
+UNUSED_GRADIO = ("upload", "process_recording", "component_server", "stream/", "proxy=", "vibe-",
+                 "undo-vibe-edit", "dev/", "profiling/", "run-history/", "runs", "custom_component/")  # fmt: skip
+NAMED_CALLS = ("run", "api", "call")  # /gradio_api/<these>/<api_name>: Gradio answered an unknown name with a 500
 # The client address of the request being handled, for the UI's login form (Gradio calls the login
 # function with the user name and password only).
 CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("rag_client", default=None)
@@ -113,11 +119,19 @@ class RequestGuardMiddleware:
     """Refuses, before the app sees them: a Host not allowed, a body over the limit, a request that
     changes something from a foreign origin, uploads, and Gradio events that do not exist."""
 
-    def __init__(self, app, *, allowed_hosts: str, cors_origins: list[str], gradio_events: Callable[[], set]):
+    def __init__(
+        self,
+        app,
+        *,
+        allowed_hosts: str,
+        cors_origins: list[str],
+        gradio_events: Callable[[], set],
+        gradio_api_names: Callable[[], set] = set,
+    ):
         self.app = app
         self.hosts = None if "*" in allowed_hosts.split() else {h.lower() for h in allowed_hosts.split()}
         self.cors_origins = set(cors_origins)
-        self.gradio_events = gradio_events
+        self.gradio_events, self.gradio_api_names = gradio_events, gradio_api_names
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -125,19 +139,35 @@ class RequestGuardMiddleware:
         headers = Headers(scope=scope)
         if self.hosts is not None and _host_name(headers.get("host", "")) not in self.hosts:
             return await _refuse(scope, receive, send, "Okänt värdnamn (Host).", 400)
+        path = _route_path(scope)
+        refusal = self._gradio_refusal(path) if "/gradio_api/" in path else None
+        if refusal:  # whatever the method: GET /gradio_api/call/<name>/<id> and the dev routes too
+            return await _refuse(scope, receive, send, *refusal)
         if scope["type"] == "websocket" or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
         if not self._same_origin(scope, headers):
             return await _refuse(scope, receive, send, "Förfrågan kommer från en annan webbplats.", 403)
-        path = _route_path(scope)
-        if path.endswith("/gradio_api/upload"):
-            return await _refuse(scope, receive, send, "Uppladdning av filer stöds inte.", 403)
         body = await _read_body(receive, MAX_BODY_BYTES)
         if body is None:
             return await _refuse(scope, receive, send, f"För stor förfrågan (högst {MAX_BODY_BYTES} byte).", 413)
         if "/gradio_api/" in path and not self._known_event(path, body):
             return await _refuse(scope, receive, send, "Okänd händelse (fn_index).", 422)
         return await self.app(scope, _replay(body, receive), send)
+
+    def _gradio_refusal(self, path: str) -> tuple[str, int] | None:
+        """(message, status) for a Gradio route the UI does not use, or a named call to no event of ours."""
+        rest = path.split("/gradio_api/", 1)[1]
+        if rest.rstrip("/") in ("upload", "upload_progress"):
+            return "Uppladdning av filer stöds inte.", 403
+        if rest.startswith(UNUSED_GRADIO):
+            return "Den här funktionen finns inte i tjänsten.", 403
+        parts = rest.strip("/").split("/")
+        if parts[0] not in NAMED_CALLS or len(parts) < 2:
+            return None
+        name = parts[2] if parts[:2] == ["call", "v2"] and len(parts) > 2 else parts[1]
+        if parts[:2] == ["run", "predict"] or name in self.gradio_api_names():
+            return None  # run/predict names its event by fn_index (checked with the body)
+        return "Okänd händelse (api_name).", 404
 
     def _same_origin(self, scope, headers: Headers) -> bool:
         origin = headers.get("origin")

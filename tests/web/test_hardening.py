@@ -11,12 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
+from fastapi.testclient import TestClient
 
 from rag.errors import IndexNotFoundError
 from rag.settings import Settings
 from rag.web import auth
 from rag.web.auth import LoginGate
 from rag.web.ui import handlers
+from tests.web.test_api import _app, _basic, _settings, built  # noqa: F401  (built is a fixture)
 
 # -- the lockout holds concurrently --------------------------------------------------------------
 
@@ -123,3 +125,60 @@ def test_an_unexpected_error_shows_a_generic_swedish_message():
     bubble = _bubble(RuntimeError("[Errno 2] No such file: '/srv/hemlig-katalog/x.npy'"))
     assert "hemlig-katalog" not in bubble and "Errno" not in bubble
     assert handlers.UNEXPECTED_ERROR in bubble and "role=\"alert\"" in bubble
+
+
+# -- Gradio routes the app does not use ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain(built):  # noqa: F811
+    return TestClient(_app(_settings(built)))
+
+
+@pytest.fixture(scope="module")
+def logged_in(built):  # noqa: F811
+    """A client with a valid login, to show the refusals hold for everyone."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAG_USERS", "anna:hemligt")
+        client = TestClient(_app(_settings(built)))
+    client.headers.update(_basic("anna", "hemligt"))
+    assert client.post("/login", data={"username": "anna", "password": "hemligt"}).status_code == 200
+    return client
+
+
+UNUSED = [
+    ("post", "/gradio_api/process_recording", "Den här funktionen finns inte i tjänsten."),
+    ("post", "/gradio_api/component_server", "Den här funktionen finns inte i tjänsten."),
+    ("post", "/gradio_api/stream/abc", "Den här funktionen finns inte i tjänsten."),
+    ("get", "/gradio_api/proxy=http://127.0.0.1:9/x", "Den här funktionen finns inte i tjänsten."),
+    ("post", "/gradio_api/vibe-edit", "Den här funktionen finns inte i tjänsten."),
+    ("get", "/gradio_api/dev/reload", "Den här funktionen finns inte i tjänsten."),
+    ("get", "/gradio_api/run-history/buckets", "Den här funktionen finns inte i tjänsten."),
+    ("post", "/gradio_api/upload", "Uppladdning av filer stöds inte."),
+    ("get", "/gradio_api/upload_progress?upload_id=x", "Uppladdning av filer stöds inte."),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "detail"), UNUSED)
+def test_gradio_routes_the_ui_does_not_use_are_refused_for_everyone(plain, logged_in, method, path, detail):
+    """process_recording answered 400 (it parsed the body); dev/reload held the connection open."""
+    for client in (plain, logged_in):
+        response = getattr(client, method)(path, json={}) if method == "post" else client.get(path)
+        assert (response.status_code, response.json()) == (403, {"detail": detail}), path
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("post", "/gradio_api/run/nope"), ("post", "/gradio_api/api/nope"), ("post", "/gradio_api/call/nope"),
+     ("post", "/gradio_api/call/v2/nope"), ("get", "/gradio_api/call/nope/abc123")],
+)  # fmt: skip
+def test_an_unknown_gradio_api_name_is_404_not_500(plain, method, path):
+    """Gradio answered POST /gradio_api/run/nope with a 500 and a traceback in the log."""
+    response = plain.post(path, json={"data": []}) if method == "post" else plain.get(path)
+    assert (response.status_code, response.json()) == (404, {"detail": "Okänd händelse (api_name)."})
+
+
+def test_the_routes_the_ui_uses_still_answer(plain):
+    assert plain.get("/gradio_api/info").json() == {"named_endpoints": {}, "unnamed_endpoints": {}}
+    assert plain.get("/gradio_api/startup-events").status_code == 200
+    assert plain.get("/config").status_code == 200
