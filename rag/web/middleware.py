@@ -109,10 +109,15 @@ class SecurityHeadersMiddleware:
         return out + [h for h in self.headers if h[0] not in names]
 
     def _same_site(self, cookie: bytes) -> bytes:
-        """Lax keeps the login cookie off cross-site requests; None only when another origin embeds us."""
-        wanted = b"none" if self.cors_origins else b"lax"
+        """Lax keeps the login cookie off cross-site requests; None only when another origin embeds us,
+        and then Secure too (browsers drop a SameSite=None cookie without it; Gradio's "unsecure"
+        cookie had none). Embedding therefore needs HTTPS, which the proxy provides."""
         parts = [p for p in cookie.split(b";") if not p.strip().lower().startswith(b"samesite")]
-        return b";".join([*parts, b" SameSite=" + wanted])
+        if not self.cors_origins:
+            return b";".join([*parts, b" SameSite=lax"])
+        if not any(p.strip().lower() == b"secure" for p in parts):
+            parts.append(b" Secure")
+        return b";".join([*parts, b" SameSite=none"])
 
 
 class RequestGuardMiddleware:

@@ -182,3 +182,17 @@ def test_the_routes_the_ui_uses_still_answer(plain):
     assert plain.get("/gradio_api/info").json() == {"named_endpoints": {}, "unnamed_endpoints": {}}
     assert plain.get("/gradio_api/startup-events").status_code == 200
     assert plain.get("/config").status_code == 200
+
+
+# -- the embedded login cookie -------------------------------------------------------------------
+
+
+def test_an_embedded_login_cookie_with_samesite_none_is_always_secure(built, monkeypatch):  # noqa: F811
+    """Gradio's access-token-unsecure-* cookie came out 'SameSite=None' without Secure: browsers drop it."""
+    monkeypatch.setenv("RAG_USERS", "anna:hemligt")
+    client = TestClient(_app(_settings(built, frame_ancestors="'self' https://intranet.example")))
+    response = client.post("/login", data={"username": "anna", "password": "hemligt"})
+    cookies = [v for k, v in response.headers.multi_items() if k == "set-cookie"]
+    attributes = [[part.strip().lower() for part in c.split(";")[1:]] for c in cookies]
+    assert len(cookies) == 2 and all(a.count("samesite=none") == 1 for a in attributes), cookies
+    assert all(a.count("secure") == 1 and "httponly" in a for a in attributes), cookies
