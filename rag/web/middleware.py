@@ -2,7 +2,8 @@
 
 - `ForwardedHeadersMiddleware`: X-Forwarded-For/-Proto/-Host are believed only from the configured
   proxies; from anyone else they are dropped, so a client cannot choose the page's root URL.
-- `SecurityHeadersMiddleware`: frame-ancestors, nosniff, referrer policy; CORS answers only for the
+- `SecurityHeadersMiddleware`: a CSP (frame-ancestors, object-src, base-uri), nosniff, referrer,
+  permissions and opener policies, HSTS over https; CORS answers only for the
   configured origins, whatever the inner app (Gradio) adds; the login cookie SameSite=Lax unless a
   cross-origin embedding needs it.
 - `RequestGuardMiddleware`: the Host allow-list, the body-size limit (counted while the body streams
@@ -67,30 +68,43 @@ class ForwardedHeadersMiddleware:
         return await self.app(scope, receive, send)
 
 
+# No script-src: Gradio's page runs inline scripts (its config, static/chat.js in the head) whose
+# hashes change with each Gradio release and with our own files; without a browser test of the UI
+# under a strict policy it would break the chat silently (docs/security.md).
+PERMISSIONS_POLICY = b"camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), midi=()"
+HSTS = b"max-age=31536000"  # a year; no includeSubDomains: other intranet hosts may still be plain http
+
+
 class SecurityHeadersMiddleware:
     """Headers on every response, CORS limited to `cors_origins`, the login cookie's SameSite."""
 
     def __init__(self, app, frame_ancestors: str, cors_origins: list[str]):
         self.app = app
         self.cors_origins = set(cors_origins)
+        policy = f"frame-ancestors {frame_ancestors}; object-src 'none'; base-uri 'self'"
         self.headers = [
-            (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
+            (b"content-security-policy", policy.encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"same-origin"),
+            (b"permissions-policy", PERMISSIONS_POLICY),
+            # Another window we open, or that opens us, gets no handle on this one (an iframe is unaffected).
+            (b"cross-origin-opener-policy", b"same-origin"),
         ]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        # https as the browser saw it: ForwardedHeadersMiddleware sets the scheme from a trusted proxy.
+        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = self._rewrite(message.get("headers", []))
+                message["headers"] = self._rewrite(message.get("headers", []), https)
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
 
-    def _rewrite(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _rewrite(self, headers: list[tuple[bytes, bytes]], https: bool = False) -> list[tuple[bytes, bytes]]:
         allowed = next(
             (v.decode("latin-1") in self.cors_origins for k, v in headers if k.lower() == b"access-control-allow-origin"),
             False,
@@ -106,7 +120,8 @@ class SecurityHeadersMiddleware:
         names = {k.lower() for k, _ in out}
         if b"content-security-policy" in names:  # a page's own policy (the docs) gets frame-ancestors too
             out = [(k, v + b"; " + self.headers[0][1] if k.lower() == b"content-security-policy" else v) for k, v in out]
-        return out + [h for h in self.headers if h[0] not in names]
+        extra = [(b"strict-transport-security", HSTS)] if https else []  # over plain http browsers ignore it
+        return out + [h for h in [*self.headers, *extra] if h[0] not in names]
 
     def _same_site(self, cookie: bytes) -> bytes:
         """Lax keeps the login cookie off cross-site requests; None only when another origin embeds us,

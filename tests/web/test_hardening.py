@@ -196,3 +196,30 @@ def test_an_embedded_login_cookie_with_samesite_none_is_always_secure(built, mon
     attributes = [[part.strip().lower() for part in c.split(";")[1:]] for c in cookies]
     assert len(cookies) == 2 and all(a.count("samesite=none") == 1 for a in attributes), cookies
     assert all(a.count("secure") == 1 and "httponly" in a for a in attributes), cookies
+
+
+# -- security headers ----------------------------------------------------------------------------
+
+PERMISSIONS = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), midi=()"
+
+
+@pytest.mark.parametrize("path", ["/", "/config", "/api/health", "/gradio.js", "/tillganglighet"])
+def test_every_response_has_the_policies(built, path):  # noqa: F811
+    """Only frame-ancestors, nosniff and the referrer policy were set."""
+    client = TestClient(_app(_settings(built, frame_ancestors="'self' https://intranet.example")))
+    headers = client.get(path).headers
+    assert headers["content-security-policy"] == (
+        "frame-ancestors 'self' https://intranet.example; object-src 'none'; base-uri 'self'"
+    )
+    assert headers["permissions-policy"] == PERMISSIONS
+    assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert "strict-transport-security" not in headers  # plain http: the browser would ignore it anyway
+
+
+def test_hsts_only_when_the_browser_came_over_https(built):  # noqa: F811
+    forwarded = {"X-Forwarded-Proto": "https"}
+    trusted = TestClient(_app(_settings(built, trusted_proxies="testclient")))
+    assert trusted.get("/api/health", headers=forwarded).headers["strict-transport-security"] == "max-age=31536000"
+    assert "strict-transport-security" not in trusted.get("/api/health").headers
+    untrusted = TestClient(_app(_settings(built)))  # a forged X-Forwarded-Proto from anyone else
+    assert "strict-transport-security" not in untrusted.get("/api/health", headers=forwarded).headers
