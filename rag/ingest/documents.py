@@ -94,7 +94,7 @@ def read_file(file: Path, *, max_chars: int = 2_000_000, doc_id: str | None = No
     if file.stat().st_size > 20 * max_chars:  # not even read: no format packs text 20 times
         raise _too_long(file, f"{file.stat().st_size:,} bytes", max_chars)
     data = file.read_bytes()
-    raw = _extract_text(file, data)
+    raw = _extract_text(file, data, max_chars)
     if not raw.strip():
         raise InputError(f"{file.name} holds no text.")
     if len(raw) > max_chars:
@@ -117,13 +117,15 @@ def _too_long(file: Path, size: str, max_chars: int) -> InputError:
                       f"(RAG_MAX_DOCUMENT_CHARS). Split it into smaller files, or raise the limit.")  # fmt: skip
 
 
-def _extract_text(file: Path, data: bytes) -> str:
+def _extract_text(file: Path, data: bytes, max_chars: int) -> str:
     suffix = file.suffix.lower()
     try:
         if suffix == ".pdf":
-            return _pdf_text(file)
+            return _pdf_text(file, max_chars)
         if suffix == ".docx":
-            return _docx_text(file)
+            return _docx_text(file, max_chars)
+    except InputError:
+        raise
     except Exception as error:  # third-party readers raise many types on damaged files
         raise InputError(f"{file.name} could not be read as {suffix}: {error}") from error
     if b"\x00" in data[:8192]:
@@ -162,21 +164,44 @@ def _not_utf8(file: Path) -> str:
     raise InputError(f"{file.name} is not UTF-8 text. Save it as UTF-8 and index again.")
 
 
-def _pdf_text(file: Path) -> str:
+def _pdf_text(file: Path, max_chars: int) -> str:
+    """Page by page, stopping at the first page past max_chars: a small PDF can hold pages of
+    compressed text that take minutes to extract, and the rest would be refused anyway."""
     from pypdf import PdfReader
 
-    return "\n".join(page.extract_text() or "" for page in PdfReader(file).pages)
+    pages, size = [], 0
+    for number, page in enumerate(PdfReader(file).pages, 1):
+        pages.append(page.extract_text() or "")
+        size += len(pages[-1]) + (number > 1)  # the text as joined below
+        if size > max_chars:
+            raise _too_long(file, f"{size:,} characters of text in its first {number} page(s)", max_chars)
+    return "\n".join(pages)
 
 
-def _docx_text(file: Path) -> str:
+def _docx_text(file: Path, max_chars: int) -> str:
+    import zipfile
+
     import docx
 
-    lines = []
-    for paragraph in docx.Document(str(file)).paragraphs:
+    # A .docx is a zip: check what it unpacks to before anything is extracted (a zip bomb of a few
+    # kB unpacks to gigabytes). zipfile never yields more than an entry's declared file_size (and
+    # then fails its CRC), so the declared sizes are a bound that holds.
+    with zipfile.ZipFile(file) as archive:
+        unpacked = sum(entry.file_size for entry in archive.infolist())
+    if unpacked > 20 * max_chars:
+        raise InputError(
+            f"{file.name} unpacks to {unpacked:,} bytes, more than the limit of {20 * max_chars:,} bytes for a "
+            f".docx (20 × RAG_MAX_DOCUMENT_CHARS = {max_chars:,}). Split it into smaller files, or raise the limit."
+        )
+    lines, size = [], 0
+    for number, paragraph in enumerate(docx.Document(str(file)).paragraphs, 1):
         style = (paragraph.style.name or "").lower() if paragraph.style else ""
         # Word's own heading styles become markdown headings, which the layout parser trusts.
         prefix = "## " if style.startswith(("heading", "rubrik", "title")) else ""
         lines.append(prefix + paragraph.text)
+        size += len(lines[-1]) + 2 * (number > 1)  # the text as joined below
+        if size > max_chars:
+            raise _too_long(file, f"{size:,} characters of text in its first {number} paragraph(s)", max_chars)
     return "\n\n".join(lines)
 
 

@@ -69,6 +69,7 @@ def create_app(
         allowed_hosts=settings.allowed_hosts,
         cors_origins=origins,
         gradio_events=lambda: set(blocks.fns),
+        gradio_api_names=lambda: {fn.api_name for fn in blocks.fns.values() if fn.api_name},
     )
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors, cors_origins=origins)
     app.add_middleware(ForwardedHeadersMiddleware, trusted_proxies=settings.trusted_proxies)

@@ -85,14 +85,20 @@ FAILURE_WINDOW_S = 15 * 60
 LOCKOUT_S = 15 * 60  # ... then that user or address is refused this long, right password or not
 CACHE_TTL_S = 60  # a verified user:password is not hashed again for this long
 CACHE_SIZE = 1024
+HASH_WORKERS = 1  # PBKDF2 runs at once: a login flood takes at most this many cores
+MAX_WAITING = 16  # checks queued for a worker; beyond that a login is refused at once, unhashed
+BUSY_RETRY_S = 5  # Retry-After when refused for checks in flight (they finish within seconds)
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     ok: bool
     locked_for_s: int = 0  # > 0: refused without checking, for this many more seconds
+    busy: bool = False  # refused because of checks in flight, not (yet) because of failures
 
     def message(self) -> str:
+        if self.busy:
+            return "För många inloggningsförsök pågår just nu. Försök igen om en stund."
         minutes = max(1, math.ceil(self.locked_for_s / 60))
         return (
             f"För många misslyckade inloggningar. Försök igen om {minutes} "
@@ -103,10 +109,12 @@ class Verdict:
 class LoginGate:
     """Every password check of the app goes through here (API Basic auth and the UI's login form).
 
-    PBKDF2 costs about half a second of CPU: `check` runs it in a worker thread, one at a time, so the
-    event loop keeps serving everyone else and a flood of logins takes at most one core. Failures are
-    counted per user name and per client address; past MAX_FAILURES in the window both are locked out
-    for LOCKOUT_S, so guessing is slow whichever of the two an attacker varies.
+    PBKDF2 costs about half a second of CPU: `check` runs it in a worker thread, HASH_WORKERS at a
+    time with at most MAX_WAITING queued, so the event loop keeps serving everyone else and a flood of
+    logins takes at most one core. Failures are counted per user name and per client address; past
+    MAX_FAILURES in the window both are locked out for LOCKOUT_S, so guessing is slow whichever of
+    the two an attacker varies. A check in flight counts against the limit before its hash is known:
+    otherwise 50 guesses sent at once all pass the lockout test before the first one fails.
     """
 
     def __init__(self, users: dict[str, str], clock=time.monotonic):
@@ -114,46 +122,78 @@ class LoginGate:
         self._verified: OrderedDict[bytes, float] = OrderedDict()
         self._failures: dict[str, deque[float]] = {}
         self._locked: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
+        self._waiting = 0
         self._lock = threading.Lock()
-        self._hashing = None  # an anyio CapacityLimiter, made inside the running loop
+        # A thread semaphore, not an anyio limiter: it holds across event loops (tests, several workers).
+        self._workers = threading.BoundedSemaphore(HASH_WORKERS)
 
     async def check(self, user: str, password: str, client: str | None) -> Verdict:
-        keys = (f"user:{user}", f"addr:{client or '?'}")
-        locked = self._locked_for(keys)
-        if locked:
-            return Verdict(False, locked)
-        token = hashlib.sha256(f"{user}\0{password}".encode()).digest()
-        if self._cached(token):
-            return Verdict(True)
-        ok = await self._hash_off_the_loop(user, password)
-        with self._lock:
-            if ok:
-                self._remember(token)
-                self._failures.pop(keys[0], None)
-            else:
-                self._fail(keys)
-        return Verdict(ok, 0 if ok else self._locked_for(keys))
-
-    async def _hash_off_the_loop(self, user: str, password: str) -> bool:
         import anyio
 
-        if self._hashing is None:
-            self._hashing = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(check_password, self.users, user, password, limiter=self._hashing)
+        keys = (f"user:{user}", f"addr:{client or '?'}")
+        token = hashlib.sha256(f"{user}\0{password}".encode()).digest()
+        with self._lock:
+            locked = self._locked_for(keys)
+            if locked:
+                return Verdict(False, locked)
+            if self._cached(token):
+                return Verdict(True)
+            if not self._reserve(keys):
+                return Verdict(False, BUSY_RETRY_S, busy=True)
+        ok = False
+        try:
+            ok = await anyio.to_thread.run_sync(self._hash, user, password)
+        finally:
+            # Released and recorded under one lock: in between, another guess could take the slot.
+            # A cancelled check counts as a failure, so dropping the connection does not undo a guess.
+            with self._lock:
+                self._release(keys)
+                if ok:
+                    self._remember(token)
+                    self._failures.pop(keys[0], None)
+                else:
+                    self._fail(keys)
+                locked = 0 if ok else self._locked_for(keys)
+        return Verdict(ok, locked)
+
+    def _hash(self, user: str, password: str) -> bool:
+        with self._workers:
+            return check_password(self.users, user, password)
+
+    def _reserve(self, keys) -> bool:
+        """Count this check against both keys' budgets before hashing; False (unhashed) when a key's
+        failures and checks in flight already reach MAX_FAILURES, or the queue is full."""
+        now = self.clock()
+        for key in keys:
+            recent = [t for t in self._failures.get(key, ()) if t >= now - FAILURE_WINDOW_S]
+            if len(recent) + self._in_flight.get(key, 0) >= MAX_FAILURES:
+                return False
+        if self._waiting >= HASH_WORKERS + MAX_WAITING:
+            return False
+        self._waiting += 1
+        for key in keys:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        return True
+
+    def _release(self, keys) -> None:
+        self._waiting -= 1
+        for key in keys:
+            left = self._in_flight.pop(key, 1) - 1
+            if left:
+                self._in_flight[key] = left
 
     def _locked_for(self, keys) -> int:
         now = self.clock()
-        with self._lock:
-            until = max((self._locked.get(k, 0.0) for k in keys), default=0.0)
+        until = max((self._locked.get(k, 0.0) for k in keys), default=0.0)
         return math.ceil(until - now) if until > now else 0
 
     def _cached(self, token: bytes) -> bool:
-        with self._lock:
-            expires = self._verified.get(token)
-            if expires is None or expires < self.clock():
-                self._verified.pop(token, None)
-                return False
-            return True
+        expires = self._verified.get(token)
+        if expires is None or expires < self.clock():
+            self._verified.pop(token, None)
+            return False
+        return True
 
     def _remember(self, token: bytes) -> None:
         self._verified[token] = self.clock() + CACHE_TTL_S

@@ -2,12 +2,13 @@
 
 - `ForwardedHeadersMiddleware`: X-Forwarded-For/-Proto/-Host are believed only from the configured
   proxies; from anyone else they are dropped, so a client cannot choose the page's root URL.
-- `SecurityHeadersMiddleware`: frame-ancestors, nosniff, referrer policy; CORS answers only for the
+- `SecurityHeadersMiddleware`: a CSP (frame-ancestors, object-src, base-uri), nosniff, referrer,
+  permissions and opener policies, HSTS over https; CORS answers only for the
   configured origins, whatever the inner app (Gradio) adds; the login cookie SameSite=Lax unless a
   cross-origin embedding needs it.
 - `RequestGuardMiddleware`: the Host allow-list, the body-size limit (counted while the body streams
   in, so a chunked body cannot skip it), a same-origin check on requests that change something, no
-  uploads, and only known Gradio events.
+  uploads or other Gradio routes the UI does not use, and only known Gradio events.
 - `AccessMiddleware`: trusted-header SSO or login (HTTP Basic or the UI's session) through `LoginGate`.
 """
 
@@ -30,6 +31,12 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 FORWARDED = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"forwarded")
 LOGIN_COOKIE = "access-token"
 EVENT_CALLS = ("/gradio_api/queue/join", "/gradio_api/run/predict")
+# Gradio routes (under /gradio_api/) for features the UI does not have: files and recordings in,
+# media streams, a URL proxy, the vibe editor, dev reload, profiling, run history, custom components.
+# Refused for everyone, logged in or not: each is code that only an attacker would reach.
+UNUSED_GRADIO = ("upload", "process_recording", "component_server", "stream/", "proxy=", "vibe-",
+                 "undo-vibe-edit", "dev/", "profiling/", "run-history/", "runs", "custom_component/")  # fmt: skip
+NAMED_CALLS = ("run", "api", "call")  # /gradio_api/<these>/<api_name>: Gradio answered an unknown name with a 500
 # The client address of the request being handled, for the UI's login form (Gradio calls the login
 # function with the user name and password only).
 CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("rag_client", default=None)
@@ -61,30 +68,43 @@ class ForwardedHeadersMiddleware:
         return await self.app(scope, receive, send)
 
 
+# No script-src: Gradio's page runs inline scripts (its config, static/chat.js in the head) whose
+# hashes change with each Gradio release and with our own files; without a browser test of the UI
+# under a strict policy it would break the chat silently (docs/security.md).
+PERMISSIONS_POLICY = b"camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), midi=()"
+HSTS = b"max-age=31536000"  # a year; no includeSubDomains: other intranet hosts may still be plain http
+
+
 class SecurityHeadersMiddleware:
     """Headers on every response, CORS limited to `cors_origins`, the login cookie's SameSite."""
 
     def __init__(self, app, frame_ancestors: str, cors_origins: list[str]):
         self.app = app
         self.cors_origins = set(cors_origins)
+        policy = f"frame-ancestors {frame_ancestors}; object-src 'none'; base-uri 'self'"
         self.headers = [
-            (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
+            (b"content-security-policy", policy.encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"same-origin"),
+            (b"permissions-policy", PERMISSIONS_POLICY),
+            # Another window we open, or that opens us, gets no handle on this one (an iframe is unaffected).
+            (b"cross-origin-opener-policy", b"same-origin"),
         ]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        # https as the browser saw it: ForwardedHeadersMiddleware sets the scheme from a trusted proxy.
+        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = self._rewrite(message.get("headers", []))
+                message["headers"] = self._rewrite(message.get("headers", []), https)
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
 
-    def _rewrite(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _rewrite(self, headers: list[tuple[bytes, bytes]], https: bool = False) -> list[tuple[bytes, bytes]]:
         allowed = next(
             (v.decode("latin-1") in self.cors_origins for k, v in headers if k.lower() == b"access-control-allow-origin"),
             False,
@@ -100,24 +120,38 @@ class SecurityHeadersMiddleware:
         names = {k.lower() for k, _ in out}
         if b"content-security-policy" in names:  # a page's own policy (the docs) gets frame-ancestors too
             out = [(k, v + b"; " + self.headers[0][1] if k.lower() == b"content-security-policy" else v) for k, v in out]
-        return out + [h for h in self.headers if h[0] not in names]
+        extra = [(b"strict-transport-security", HSTS)] if https else []  # over plain http browsers ignore it
+        return out + [h for h in [*self.headers, *extra] if h[0] not in names]
 
     def _same_site(self, cookie: bytes) -> bytes:
-        """Lax keeps the login cookie off cross-site requests; None only when another origin embeds us."""
-        wanted = b"none" if self.cors_origins else b"lax"
+        """Lax keeps the login cookie off cross-site requests; None only when another origin embeds us,
+        and then Secure too (browsers drop a SameSite=None cookie without it; Gradio's "unsecure"
+        cookie had none). Embedding therefore needs HTTPS, which the proxy provides."""
         parts = [p for p in cookie.split(b";") if not p.strip().lower().startswith(b"samesite")]
-        return b";".join([*parts, b" SameSite=" + wanted])
+        if not self.cors_origins:
+            return b";".join([*parts, b" SameSite=lax"])
+        if not any(p.strip().lower() == b"secure" for p in parts):
+            parts.append(b" Secure")
+        return b";".join([*parts, b" SameSite=none"])
 
 
 class RequestGuardMiddleware:
     """Refuses, before the app sees them: a Host not allowed, a body over the limit, a request that
     changes something from a foreign origin, uploads, and Gradio events that do not exist."""
 
-    def __init__(self, app, *, allowed_hosts: str, cors_origins: list[str], gradio_events: Callable[[], set]):
+    def __init__(
+        self,
+        app,
+        *,
+        allowed_hosts: str,
+        cors_origins: list[str],
+        gradio_events: Callable[[], set],
+        gradio_api_names: Callable[[], set] = set,
+    ):
         self.app = app
         self.hosts = None if "*" in allowed_hosts.split() else {h.lower() for h in allowed_hosts.split()}
         self.cors_origins = set(cors_origins)
-        self.gradio_events = gradio_events
+        self.gradio_events, self.gradio_api_names = gradio_events, gradio_api_names
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -125,19 +159,35 @@ class RequestGuardMiddleware:
         headers = Headers(scope=scope)
         if self.hosts is not None and _host_name(headers.get("host", "")) not in self.hosts:
             return await _refuse(scope, receive, send, "Okänt värdnamn (Host).", 400)
+        path = _route_path(scope)
+        refusal = self._gradio_refusal(path) if "/gradio_api/" in path else None
+        if refusal:  # whatever the method: GET /gradio_api/call/<name>/<id> and the dev routes too
+            return await _refuse(scope, receive, send, *refusal)
         if scope["type"] == "websocket" or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
         if not self._same_origin(scope, headers):
             return await _refuse(scope, receive, send, "Förfrågan kommer från en annan webbplats.", 403)
-        path = _route_path(scope)
-        if path.endswith("/gradio_api/upload"):
-            return await _refuse(scope, receive, send, "Uppladdning av filer stöds inte.", 403)
         body = await _read_body(receive, MAX_BODY_BYTES)
         if body is None:
             return await _refuse(scope, receive, send, f"För stor förfrågan (högst {MAX_BODY_BYTES} byte).", 413)
         if "/gradio_api/" in path and not self._known_event(path, body):
             return await _refuse(scope, receive, send, "Okänd händelse (fn_index).", 422)
         return await self.app(scope, _replay(body, receive), send)
+
+    def _gradio_refusal(self, path: str) -> tuple[str, int] | None:
+        """(message, status) for a Gradio route the UI does not use, or a named call to no event of ours."""
+        rest = path.split("/gradio_api/", 1)[1]
+        if rest.rstrip("/") in ("upload", "upload_progress"):
+            return "Uppladdning av filer stöds inte.", 403
+        if rest.startswith(UNUSED_GRADIO):
+            return "Den här funktionen finns inte i tjänsten.", 403
+        parts = rest.strip("/").split("/")
+        if parts[0] not in NAMED_CALLS or len(parts) < 2:
+            return None
+        name = parts[2] if parts[:2] == ["call", "v2"] and len(parts) > 2 else parts[1]
+        if parts[:2] == ["run", "predict"] or name in self.gradio_api_names():
+            return None  # run/predict names its event by fn_index (checked with the body)
+        return "Okänd händelse (api_name).", 404
 
     def _same_origin(self, scope, headers: Headers) -> bool:
         origin = headers.get("origin")

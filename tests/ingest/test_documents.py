@@ -650,3 +650,61 @@ def test_a_real_windows_1252_file_is_read_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="rag.ingest.documents"):
         doc = read_file(tmp_path / "win.txt")
     assert doc.sections[0].text == "Vi gör åtgärder." and "read it as Windows-1252" in caplog.text
+
+
+def _pdf_pages(pages: list[list[str]]) -> bytes:
+    """A PDF of several pages, each like _pdf_bytes' one page."""
+    from io import BytesIO
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for lines in pages:
+        writer.add_page(PdfReader(BytesIO(_pdf_bytes(lines))).pages[0])
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_pdf_over_the_text_limit_stops_at_the_page_that_passes_it(tmp_path, monkeypatch):
+    """All pages were extracted before the limit was checked: minutes for a large PDF refused anyway."""
+    from pypdf import PageObject, PdfReader
+
+    line = "Förskolan i Bollmora öppnar i augusti och har plats för 120 barn."
+    (tmp_path / "stor.pdf").write_bytes(_pdf_pages([[line] * 10 for _ in range(5)]))
+    page = len(PdfReader(tmp_path / "stor.pdf").pages[0].extract_text())  # every page the same
+    assert page < 1_000 < 2 * page + 1
+    extracted = []
+    real = PageObject.extract_text
+    monkeypatch.setattr(PageObject, "extract_text", lambda self, *a, **k: extracted.append(1) or real(self, *a, **k))
+    with pytest.raises(InputError) as error:
+        read_file(tmp_path / "stor.pdf", max_chars=1_000)
+    assert len(extracted) == 2  # of 5 pages
+    assert str(error.value) == (
+        f"stor.pdf has {2 * page + 1:,} characters of text in its first 2 page(s), more than the limit of 1,000 "
+        "characters (RAG_MAX_DOCUMENT_CHARS). Split it into smaller files, or raise the limit."
+    )
+
+
+def test_a_docx_that_unpacks_past_the_limit_is_refused_before_extraction(tmp_path, monkeypatch):
+    """A zip bomb: 1 MB of zeros packs into ~1 kB; the reader unpacked it all before counting text."""
+    import zipfile
+
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Kommundirektörens rapport juni 2016")
+    document.save(tmp_path / "bomb.docx")
+    with zipfile.ZipFile(tmp_path / "bomb.docx", "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/media/nollor.bin", b"\0" * 1_000_000)
+    packed = (tmp_path / "bomb.docx").stat().st_size
+    unpacked = sum(e.file_size for e in zipfile.ZipFile(tmp_path / "bomb.docx").infolist())
+    opened = []
+    monkeypatch.setattr(docx, "Document", lambda *a: opened.append(a) or pytest.fail("extracted"))
+    with pytest.raises(InputError) as error:
+        read_file(tmp_path / "bomb.docx", max_chars=10_000)
+    assert packed < 20 * 10_000 < unpacked and opened == []
+    assert str(error.value) == (
+        f"bomb.docx unpacks to {unpacked:,} bytes, more than the limit of 200,000 bytes for a .docx "
+        "(20 × RAG_MAX_DOCUMENT_CHARS = 10,000). Split it into smaller files, or raise the limit."
+    )

@@ -197,11 +197,11 @@ def test_gradio_gets_the_swedish_strings_its_locale_lacks(client):
 def test_frame_ancestors_header_everywhere(client):
     for path in ("/", "/api/health", "/gradio.js"):
         csp = client.get(path).headers["content-security-policy"]
-        assert csp == "frame-ancestors 'self' https://intranet.example"
+        assert csp == "frame-ancestors 'self' https://intranet.example; object-src 'none'; base-uri 'self'"
     for path in ("/docs", "/redoc"):  # their own policy (nothing from outside), and frame-ancestors
         csp = client.get(path).headers["content-security-policy"]
         assert csp.startswith("default-src 'self'; img-src 'self' data:;") and "cdn" not in csp
-        assert csp.endswith("; frame-ancestors 'self' https://intranet.example")
+        assert csp.endswith("; frame-ancestors 'self' https://intranet.example; object-src 'none'; base-uri 'self'")
     assert "content-security-policy" in client.post("/api/ask", json={}).headers
 
 

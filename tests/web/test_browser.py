@@ -45,7 +45,7 @@ def test_web_component_on_another_origin_answers_with_a_highlighted_source(page,
 def test_iframe_embedding_is_allowed_for_the_configured_origin(page, servers, site):
     app = servers["direct"]
     with urllib.request.urlopen(app.url) as response:
-        assert response.headers["Content-Security-Policy"] == f"frame-ancestors 'self' {site.origin}"
+        assert response.headers["Content-Security-Policy"] == f"frame-ancestors 'self' {site.origin}; object-src 'none'; base-uri 'self'"
     page.goto(f"{site.origin}/host.html?app={app.url}&show=iframe")
     frame = page.frame_locator("iframe")
     check_cited_answer(ask(frame, QUESTION))

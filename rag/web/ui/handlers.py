@@ -3,6 +3,7 @@ and comment, copy, clear (a new conversation), load (filters, generator choice a
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -23,6 +24,8 @@ from rag.web.ui.render import answer_html, conversation_markdown, error_html, pl
 
 LLM_PROBE_TIMEOUT_S = 1.0
 LLM_PROBE_TTL_S = 30.0
+UNEXPECTED_ERROR = "Något gick oväntat fel. Försök igen om en stund; kvarstår felet, kontakta den som driver tjänsten."
+log = logging.getLogger("rag.web")
 
 
 def report_choices(documents: Mapping[str, DocumentInfo]) -> list[tuple[str, str]]:
@@ -139,8 +142,13 @@ def _ask_handler(assistant: Assistant):
                         "index_version": version, "scope": scope}  # fmt: skip
                 history[-1] = {"role": "assistant", "content": answer_html(response, turn["id"], scope)}
                 yield history, "", [*turns, turn], plain_answer(response)
-        except RagError as error:
-            history[-1] = {"role": "assistant", "content": error_html(str(error), question)}
+        except RagError as error:  # its message says what to do; the server's paths stay in the log
+            log.warning("%s: %s", type(error).__name__, error)
+            history[-1] = {"role": "assistant", "content": error_html(public_message(error), question)}
+            yield history, question, turns, gr.skip()
+        except Exception:  # a bug: nothing of it in the chat (show_error would put str(e) in a toast)
+            log.exception("The chat's answer failed")
+            history[-1] = {"role": "assistant", "content": error_html(UNEXPECTED_ERROR, question)}
             yield history, question, turns, gr.skip()
 
     return ask
