@@ -34,3 +34,11 @@ class IndexMismatchError(RagError):
 
 class GeneratorError(RagError):
     """A generator backend failed, timed out or is unknown."""
+
+
+class BusyError(RagError):
+    """Every answer worker is busy and the waiting line is full: try again in `retry_after_s` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int = 5):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -83,6 +83,10 @@ class Settings:
     queue_limit: int = 64
     feedback_log: Path = Path("feedback/feedback.jsonl")
     concurrency_limit: int = 2  # answers computed at once (UI queue workers and API requests)
+    # API questions that may wait for a worker; one more is a 503 with Retry-After at once, and a
+    # waiting one gives up after api_queue_wait_s (also a 503), so a flood never ties up the server
+    api_queue_limit: int = 8
+    api_queue_wait_s: float = 20.0
     feedback_store: str = "file"  # where feedback goes: "file" (feedback_log, JSON lines)
     # space-separated peer addresses whose X-Forwarded-For/-Proto/-Host are believed (the reverse proxy)
     trusted_proxies: str = "127.0.0.1 ::1"

@@ -30,7 +30,7 @@ class OnnxEncoder:
     (the query prompt by default; documents come already formatted, with prompt "")."""
 
     def __init__(self, settings: Settings, backend: str = "onnx", *, prompt: str | None = None,
-                 batch_tokens: int = 0, threads: int | None = None):  # fmt: skip
+                 batch_tokens: int = 0, max_tokens: int | None = None, threads: int | None = None):  # fmt: skip
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
@@ -48,7 +48,7 @@ class OnnxEncoder:
                                             providers=["CPUExecutionProvider"])  # fmt: skip
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
         self.prompt = meta["query_prompt"] if prompt is None else prompt
-        self.max_length = int(meta["max_seq_length"])
+        self.max_length = min(int(meta["max_seq_length"]), max_tokens or int(meta["max_seq_length"]))
         self.dim = settings.embedding_dim
         self.batch_tokens = batch_tokens  # 0: one text per call (questions: no padding ever enters the graph)
 

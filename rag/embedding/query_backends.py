@@ -42,6 +42,9 @@ from rag.settings import Settings
 log = logging.getLogger(__name__)
 
 QUERY_BACKENDS = ("fp32", "int8", "onnx", "onnx-int8")
+# A question is embedded from its first 128 tokens (~90 words; keyword search still reads all of it):
+# 2,000 digits are 2,000 tokens, which took ~20 s of CPU each to embed in full (issue 27).
+QUERY_MAX_TOKENS = 128
 
 QueryEncoder = Callable[[list[str]], np.ndarray]
 
@@ -92,7 +95,7 @@ def query_encoder(settings: Settings, load_model: Callable[[], object]) -> tuple
     if backend.startswith("onnx"):
         try:
             if onnx_ready(settings, backend):
-                return OnnxEncoder(settings, backend), backend
+                return OnnxEncoder(settings, backend, max_tokens=QUERY_MAX_TOKENS), backend
             log.warning("query_backend=%s needs a one-time export (rag model export-onnx); "
                         "questions are embedded in fp32 meanwhile.", backend)  # fmt: skip
         except ImportError:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from rag.answering import generators
-from rag.errors import InputError, RagError
+from rag.errors import BusyError, InputError, RagError
 from rag.pipeline import Assistant
 from rag.settings import Settings
 from rag.types import CitedSource, Filters, Turn, answer_to_dict
@@ -66,8 +66,35 @@ class AskIn(BaseModel):
     )
 
 
+BUSY = "Tjänsten är upptagen just nu. Försök igen om några sekunder."
+BUSY_RETRY_S = 5
+
+
+class AnswerGate:
+    """At most `workers` answers at once and `waiting` more in line; anything beyond is refused at once
+    (BusyError), never queued without bound: threads that wait are threads health and static files lack."""
+
+    def __init__(self, workers: int, waiting: int, wait_s: float):
+        self.workers = threading.BoundedSemaphore(max(1, workers))
+        self.admitted = threading.BoundedSemaphore(max(1, workers) + max(0, waiting))
+        self.wait_s = wait_s
+
+    def run(self, work):
+        if not self.admitted.acquire(blocking=False):
+            raise BusyError(BUSY, BUSY_RETRY_S)
+        try:
+            if not self.workers.acquire(timeout=self.wait_s):
+                raise BusyError(BUSY, BUSY_RETRY_S)
+            try:
+                return work()
+            finally:
+                self.workers.release()
+        finally:
+            self.admitted.release()
+
+
 def add_routes(app: FastAPI, assistant: Assistant, settings: Settings) -> None:
-    gate = threading.BoundedSemaphore(max(1, settings.concurrency_limit))
+    gate = AnswerGate(settings.concurrency_limit, settings.api_queue_limit, settings.api_queue_wait_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
@@ -77,19 +104,18 @@ def add_routes(app: FastAPI, assistant: Assistant, settings: Settings) -> None:
     @app.exception_handler(RagError)
     async def rag_error(request: Request, error: RagError):
         status = status_for(error)
-        if status >= 500:
+        if status >= 500 and not isinstance(error, BusyError):  # a flood of refusals is not news
             log.warning("%s: %s", type(error).__name__, error)
-        return JSONResponse({"detail": public_message(error), "error": type(error).__name__}, status)
+        headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, BusyError) else None
+        return JSONResponse({"detail": public_message(error), "error": type(error).__name__}, status, headers=headers)
 
     @app.post("/api/ask", tags=["api"], summary="Ställ en fråga; svaret citerar rapporterna")
     def ask(body: AskIn) -> dict:
         filters = _filters(body.filters, assistant)
         check_generator(body.generator, settings)
         history = to_history(body.history, settings.max_question_chars)
-        with gate:
-            answer = assistant.ask(
-                body.question, k=body.k, filters=filters, generator=body.generator, history=history
-            )
+        answer = gate.run(lambda: assistant.ask(body.question, k=body.k, filters=filters, generator=body.generator,
+                                                history=history))  # fmt: skip
         return answer_to_dict(answer)
 
     @app.get("/api/documents", tags=["api"], summary="Rapporterna i indexet")

@@ -64,3 +64,15 @@ def test_real_onnx_document_vectors_match_pytorch_and_padding_does_not_move_them
     assert np.min(np.sum(batched * reference, axis=1)) > 0.9999
     assert [onnx.fits(t, h) for t, h in zip(TEXTS, TITLES)] == [True] * 4
     assert onnx.fits("ord " * 5000, "Rapport") is False
+
+
+@pytest.mark.slow
+def test_a_question_is_embedded_from_its_first_128_tokens(real):
+    from rag.embedding.query_backends import QUERY_MAX_TOKENS
+
+    onnx, _ = real
+    encoder = onnx.query_encoder
+    assert encoder.max_length == QUERY_MAX_TOKENS == 128
+    digits = " ".join(str(i % 10) for i in range(2000))  # 2,000 tokens: ~20 s of CPU in full
+    vectors = encoder([digits, digits + " Vem är ny ekonomichef?"])
+    assert float(vectors[0] @ vectors[1]) > 0.99999  # what follows the first 128 tokens is not read

@@ -223,3 +223,74 @@ def test_hsts_only_when_the_browser_came_over_https(built):  # noqa: F811
     assert "strict-transport-security" not in trusted.get("/api/health").headers
     untrusted = TestClient(_app(_settings(built)))  # a forged X-Forwarded-Proto from anyone else
     assert "strict-transport-security" not in untrusted.get("/api/health", headers=forwarded).headers
+
+
+# -- backpressure (issue 27.1) -------------------------------------------------------------------
+
+
+def _occupied(gate):
+    """A thread holding `gate`'s one worker until the returned event is set."""
+    release, started = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: gate.run(lambda: (started.set(), release.wait(10))))
+    holder.start()
+    assert started.wait(5)
+    return release, holder
+
+
+def test_the_answer_gate_refuses_at_once_beyond_its_line():
+    from rag.errors import BusyError
+    from rag.web.routes import AnswerGate
+
+    gate = AnswerGate(workers=1, waiting=0, wait_s=5)
+    release, holder = _occupied(gate)
+    began = time.monotonic()
+    with pytest.raises(BusyError) as refused:
+        gate.run(lambda: "andra")
+    assert time.monotonic() - began < 1.0  # at once, not after wait_s
+    assert refused.value.retry_after_s == 5 and str(refused.value) == "Tjänsten är upptagen just nu. Försök igen om några sekunder."
+    release.set()
+    holder.join(5)
+    assert gate.run(lambda: "tredje") == "tredje"  # the line is free again
+
+
+def test_a_question_in_line_gives_up_after_the_wait():
+    from rag.errors import BusyError
+    from rag.web.routes import AnswerGate
+
+    gate = AnswerGate(workers=1, waiting=1, wait_s=0.05)
+    release, holder = _occupied(gate)
+    with pytest.raises(BusyError):
+        gate.run(lambda: "för sent")  # admitted, but no worker came free within wait_s
+    release.set()
+    holder.join(5)
+
+
+def test_a_full_line_is_a_503_with_retry_after_and_a_swedish_message(built, monkeypatch):  # noqa: F811
+    from rag.pipeline import Assistant
+    from rag.web.app import create_app
+    from tests.fakes import FakeEmbedder
+
+    settings = _settings(built, concurrency_limit=1, api_queue_limit=0)
+    assistant = Assistant(settings, embedder=FakeEmbedder())
+    release, started = threading.Event(), threading.Event()
+    real_ask = assistant.ask
+
+    def slow_ask(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        return real_ask(*args, **kwargs)
+
+    monkeypatch.setattr(assistant, "ask", slow_ask)
+    client = TestClient(create_app(settings, assistant))
+    first = []
+    ask = {"question": "Vem är ny ekonomichef?"}
+    worker = threading.Thread(target=lambda: first.append(client.post("/api/ask", json=ask)))
+    worker.start()
+    assert started.wait(10)
+    busy = client.post("/api/ask", json=ask)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+    assert busy.json() == {"detail": "Tjänsten är upptagen just nu. Försök igen om några sekunder.", "error": "BusyError"}
+    assert client.get("/api/health").status_code == 200  # health is not behind the line
+    release.set()
+    worker.join(10)
+    assert first[0].status_code == 200
