@@ -27,6 +27,8 @@ from rag.web.middleware import (
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
+from rag.web.report_pages import add_report_pages
+from rag.web.reports import REPORTS_PATH
 from rag.web.routes import add_routes
 
 STATIC = Path(__file__).parent / "static"
@@ -54,6 +56,7 @@ def create_app(
     add_routes(app, assistant, settings)
     _add_docs(app)
     _add_statement(app, settings.mount_path)
+    add_report_pages(app, assistant, settings.mount_path)
     _add_gradio_js_route(app, settings.mount_path)
     blocks = _mount_ui(app, assistant, settings, gate, feedback_log or open_feedback_log(settings))
     _add_cors(app, origins)
@@ -63,6 +66,8 @@ def create_app(
         sso_header=settings.sso_header,
         gate=gate,
         gradio_users=lambda: _gradio_sessions(app),
+        # the reports are the chat's content: the same login as the chat (the statement stays public)
+        protected=(f"{settings.mount_path.rstrip('/')}/{REPORTS_PATH}",),
     )
     app.add_middleware(
         RequestGuardMiddleware,
