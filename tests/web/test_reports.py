@@ -14,6 +14,7 @@ from rag.pipeline import Assistant
 from rag.settings import Settings
 from rag.web.app import create_app
 from rag.web.reports import report_href, report_sections, report_title, section_number, with_report_links
+from rag.web.ui import handlers, render
 from tests.fakes import FakeEmbedder
 
 MAJ = (
@@ -61,6 +62,14 @@ def test_the_title_says_month_and_year_from_the_date():
     assert report_title("Kommundirektörens rapport Januari 2014", "2014-01-21") == "Kommundirektörens rapport januari 2014"
     assert report_title("Rapport", "2016") == "Rapport 2016"
     assert report_title("Kommundirektörens rapport december", None) == "Kommundirektörens rapport december"
+
+
+def test_the_filter_labels_use_the_same_title(client):
+    documents = client.app.state.assistant.store.documents()
+    assert handlers.report_choices(documents) == [
+        ("Kommundirektörens rapport maj 2017 (2017-05)", MAJ_ID),
+        ("Kommundirektörens rapport oktober 2015 (2015-10)", "oktober.txt"),
+    ]
 
 
 def test_the_list_shows_every_report_with_date_diarienummer_and_sections(client):
@@ -129,6 +138,25 @@ def test_a_citation_links_to_its_own_section_even_when_a_heading_repeats(client)
     assert linked[0]["report_href"] == "rapporter/2017/maj.txt#avsnitt-4"
     assert "report_href" not in linked[1]  # a report no longer in the index gets no link
     assert report_href("mapp/rapport maj.txt", 2) == "rapporter/mapp/rapport%20maj.txt#avsnitt-2"
+
+
+def test_the_source_card_links_to_the_whole_report_at_the_cited_section():
+    passage = "Rekryteringen av en biträdande ekonomichef pågår."
+    citation = {"n": 1, "doc_id": MAJ_ID, "title": "Kommundirektörens rapport", "date": "2017-05",
+                "diarienummer": "2017/KS 0001 001", "section": "Ny ekonomichef", "text": passage, "start": 299,
+                "end": 348, "passage_start": 299, "passage_end": 348, "quote": passage, "score": 1.0, "key": None,
+                "report_href": "rapporter/2017/maj.txt#avsnitt-4"}  # fmt: skip
+    response = {"question": "Vad pågår?", "answer": passage + " [1]", "answered": True, "citations": [citation],
+                "passages": [], "notice": None}  # fmt: skip
+    html = render.answer_html(response, "u")
+    assert (
+        '<a class="rag-back" href="#hanvisning-u-1">Tillbaka till svaret<span class="rag-sr"> [1]</span></a>'
+        '<a class="rag-report-link" href="rapporter/2017/maj.txt#avsnitt-4">Läs hela rapporten'
+        '<span class="rag-sr">: Ny ekonomichef</span></a></details>'
+    ) in html
+    assert '<span class="rag-title">Kommundirektörens rapport maj 2017</span>' in html
+    del citation["report_href"]
+    assert "rag-report-link" not in render.answer_html(response, "u")
 
 
 def test_the_reports_are_under_the_mount_path(small):
