@@ -5,6 +5,7 @@ subfolder, one heading twice, markup in a heading), indexed with the FakeEmbedde
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,6 +29,7 @@ OKTOBER = (
     "Kraftsamling för nya Tyresöbor\n\nKommunen tar emot fler nyanlända än förra året.\n"
 )
 MAJ_ID = "2017/maj.txt"
+BRACKETED = re.compile(r"\[[^\]\d]+\]")  # "[antal]", "[datum]": the statement's old placeholders ("[1]" is text)
 
 
 def _settings(root, **extra) -> Settings:
@@ -193,3 +195,42 @@ def test_with_sso_the_reports_need_the_header_like_the_chat(small):
     signed_in = {"X-Remote-User": "anna.andersson"}
     assert client.get("/rapporter", headers=signed_in).status_code == 200
     assert client.get("/rapporter/2017/maj.txt", headers=signed_in).status_code == 200
+
+
+# -- the accessibility statement's details, from settings ---------------------------------------
+
+
+def test_the_statement_shows_the_sites_contact_details_and_dates(small):
+    client = _client(small, a11y_contact="tillganglighet@tyreso.se", a11y_phone="08-578 291 00",
+                     a11y_office="Kommunledningskontoret, kommunstyrelsen@tyreso.se", a11y_reply_days="5",
+                     a11y_assessed="2026-11-30", a11y_updated="2026-12-04")  # fmt: skip
+    page = client.get("/tillganglighet").text
+    assert '<li>E-post: <a href="mailto:tillganglighet@tyreso.se">tillganglighet@tyreso.se</a></li>' in page
+    assert "<li>Telefon: 08-578 291 00</li>" in page
+    assert "<li>Ansvarig förvaltning: Kommunledningskontoret, kommunstyrelsen@tyreso.se</li>" in page
+    assert "<p>Vi svarar normalt inom 5 arbetsdagar.</p>" in page
+    assert "Den senaste bedömningen gjordes den 30 november 2026." in page
+    assert "Redogörelsen uppdaterades senast den 4 december 2026." in page
+    assert not BRACKETED.search(page) and "Webbplatsen har inte angett" not in page
+
+
+def test_a_statement_detail_not_set_is_said_plainly_not_a_bracket(small, monkeypatch):
+    for name in ("CONTACT", "PHONE", "OFFICE", "REPLY_DAYS", "ASSESSED", "UPDATED"):
+        monkeypatch.delenv(f"RAG_A11Y_{name}", raising=False)
+    page = _client(small).get("/tillganglighet").text
+    assert not BRACKETED.search(page) and "placeholder" not in page
+    assert '<li>E-post: <span class="unset">Webbplatsen har inte angett någon e-postadress ännu.</span></li>' in page
+    assert '<p><span class="unset">Webbplatsen har inte angett hur snabbt vi svarar.</span></p>' in page
+    assert "Webbplatsen har inte angett när tjänsten senast bedömdes." in page
+    assert "Webbplatsen har inte angett när redogörelsen senast uppdaterades." in page
+
+
+def test_the_statement_settings_come_from_the_environment_and_are_escaped(small):
+    settings = Settings.from_env({"RAG_A11Y_CONTACT": "a@b.se", "RAG_A11Y_REPLY_DAYS": "3",
+                                  "RAG_A11Y_OFFICE": "<b>KLK</b>", "RAG_A11Y_ASSESSED": "hösten 2026"})  # fmt: skip
+    assert (settings.a11y_contact, settings.a11y_reply_days) == ("a@b.se", "3")
+    from rag.web.statement import statement_page
+
+    page = statement_page(settings)
+    assert "<li>Ansvarig förvaltning: &lt;b&gt;KLK&lt;/b&gt;</li>" in page
+    assert "Den senaste bedömningen gjordes den hösten 2026." in page  # not a date: as given
