@@ -17,6 +17,7 @@ from rag.web.app import create_app
 from rag.web.reports import report_href, report_sections, report_title, section_number, with_report_links
 from rag.web.ui import handlers, render
 from tests.fakes import FakeEmbedder
+from tests.pg import new_store
 
 MAJ = (
     "Diarienummer\n2017/ KS 0001 001\nKommunstyrelsen\n\nKommundirektörens rapport maj 2017\n\n"
@@ -234,3 +235,30 @@ def test_the_statement_settings_come_from_the_environment_and_are_escaped(small)
     page = statement_page(settings)
     assert "<li>Ansvarig förvaltning: &lt;b&gt;KLK&lt;/b&gt;</li>" in page
     assert "Den senaste bedömningen gjordes den hösten 2026." in page  # not a date: as given
+
+
+# -- the wiring: the ask handler links its cards, both stores give a report whole ------------------
+
+
+def test_an_answer_in_the_chat_links_its_source_to_the_cited_section(small):
+    ask = handlers._ask_handler(Assistant(_settings(small), embedder=FakeEmbedder()))
+    history, _, turns, _ = list(ask("Vem börjar som ekonomichef den 1 juni?", [], [], [], None, None, None))[-1]
+    assert turns[0]["response"]["citations"][0]["report_href"] == "rapporter/2017/maj.txt#avsnitt-2"
+    assert '<a class="rag-report-link" href="rapporter/2017/maj.txt#avsnitt-2">Läs hela rapporten' in history[-1]["content"]
+
+
+def test_both_stores_give_a_report_whole(tmp_path, request, store_kind):
+    (tmp_path / "data" / "2017").mkdir(parents=True)
+    (tmp_path / "data" / MAJ_ID).write_text(MAJ, encoding="utf-8")
+    settings = _settings(tmp_path, store=new_store(request, store_kind))
+    build_index(settings, FakeEmbedder(), progress=False)
+    store = Assistant(settings, embedder=FakeEmbedder()).store
+    text = store.document_text(MAJ_ID)
+    sections = report_sections(store.documents()[MAJ_ID], store.document_chunks(MAJ_ID))
+    assert [text[s.start : s.end] for s in sections] == [
+        "Diarienummer\n2017/ KS 0001 001\nKommunstyrelsen",
+        "Anna Berg börjar som ekonomichef den 1 juni. Hon kommer från Nacka kommun.",
+        "Simhallen stänger i juli & augusti för renovering.\n\nBadet öppnar igen i september.",
+        "Rekryteringen av en biträdande ekonomichef pågår.",
+    ]
+    assert store.document_text("finns-inte.txt") == "" and store.document_chunks("finns-inte.txt") == []
