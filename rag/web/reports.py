@@ -79,7 +79,9 @@ def section_number(sections: Sequence[ReportSection], heading: str | None, offse
     def distance(section: ReportSection) -> int:
         if section.start is None:
             return 1 << 62
-        return 0 if section.start <= offset < section.end else min(abs(offset - section.start), abs(offset - section.end))
+        if section.start <= offset < section.end:
+            return 0
+        return min(abs(offset - section.start), abs(offset - section.end))
 
     return min(named, key=distance).number
 
