@@ -93,6 +93,14 @@ class Settings:
     allowed_hosts: str = "*"  # space-separated Host names the app answers to; "*" = any
     # space-separated generators an API or UI user may pick; the site's `generator` is always allowed
     client_generators: str = ""
+    # the accessibility statement's contact details and dates (static/tillganglighet.html); one left
+    # empty is said plainly on the page to be not yet filled in by the site
+    a11y_contact: str = ""  # e-mail address for accessibility problems
+    a11y_phone: str = ""
+    a11y_office: str = ""  # the responsible office (förvaltning) and its mailbox
+    a11y_reply_days: str = ""  # working days to a reply, normally
+    a11y_assessed: str = ""  # when the service was last assessed (YYYY-MM-DD)
+    a11y_updated: str = ""  # when the statement was last updated (YYYY-MM-DD)
 
     # question embedding (rag/embedding/query_backends.py): fp32 | int8 | onnx | onnx-int8.
     # onnx (fp32 ONNX Runtime, ~3x faster than fp32 PyTorch) is the default because it

@@ -95,6 +95,17 @@ class LocalStore:
         return [Passage(self.chunk_list[int(n)], tuple(self._sentence(s) for s in self.chunk_sentence_ids[int(n)]),
                         self._heading(int(n))) for n in numbers]  # fmt: skip
 
+    def document_text(self, doc_id: str) -> str:
+        return self.document_rows[doc_id]["text"] if doc_id in self.document_rows else ""
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        if "by_document" not in self._memo:
+            by_document: dict[str, list[Chunk]] = {}
+            for chunk in self.chunk_list:
+                by_document.setdefault(chunk.doc_id, []).append(chunk)
+            self._memo["by_document"] = {d: sorted(cs, key=lambda c: c.start) for d, cs in by_document.items()}
+        return list(self._memo["by_document"].get(doc_id, ()))
+
     # -- the local machinery --------------------------------------------------------------------
 
     @property

@@ -128,6 +128,22 @@ class PostgresStore:
     def passages(self, numbers: Sequence[int]) -> list[Passage]:
         return self._passages(numbers, with_sentences=True)
 
+    def document_text(self, doc_id: str) -> str:
+        if doc_id not in self.doc_codes:
+            return ""
+        with self.pool.connection() as conn:
+            row = conn.execute(f"SELECT text FROM {self.schema}.documents WHERE code = %s",
+                               (self.doc_codes[doc_id],)).fetchone()  # fmt: skip
+        return row[0] if row else ""
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        if doc_id not in self.doc_codes:
+            return []
+        with self.pool.connection() as conn:
+            rows = conn.execute(f"SELECT fields FROM {self.schema}.chunks WHERE doc_code = %s ORDER BY number",
+                                (self.doc_codes[doc_id],)).fetchall()  # fmt: skip
+        return sorted((_chunk(r[0]) for r in rows), key=lambda c: c.start)
+
     # -- machinery -----------------------------------------------------------------------------
 
     def _allowed_docs(self, filters: Filters | None) -> np.ndarray | None:

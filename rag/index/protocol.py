@@ -109,6 +109,12 @@ class Store(Protocol):
 
     def passages(self, numbers: Sequence[int]) -> list[Passage]: ...
 
+    # A whole report, for reading it in full (the web's report pages): its clean text, and its
+    # chunks in document order (their sections and offsets place the section headings in the text).
+    def document_text(self, doc_id: str) -> str: ...
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class IndexContent:

@@ -27,7 +27,10 @@ from rag.web.middleware import (
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
+from rag.web.report_pages import add_report_pages
+from rag.web.reports import REPORTS_PATH
 from rag.web.routes import add_routes
+from rag.web.statement import statement_page
 
 STATIC = Path(__file__).parent / "static"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported anywhere
@@ -53,7 +56,8 @@ def create_app(
     app.state.assistant, app.state.settings = assistant, settings
     add_routes(app, assistant, settings)
     _add_docs(app)
-    _add_statement(app, settings.mount_path)
+    _add_statement(app, settings)
+    add_report_pages(app, assistant, settings.mount_path)
     _add_gradio_js_route(app, settings.mount_path)
     blocks = _mount_ui(app, assistant, settings, gate, feedback_log or open_feedback_log(settings))
     _add_cors(app, origins)
@@ -63,6 +67,8 @@ def create_app(
         sso_header=settings.sso_header,
         gate=gate,
         gradio_users=lambda: _gradio_sessions(app),
+        # the reports are the chat's content: the same login as the chat (the statement stays public)
+        protected=(f"{settings.mount_path.rstrip('/')}/{REPORTS_PATH}",),
     )
     app.add_middleware(
         RequestGuardMiddleware,
@@ -173,11 +179,12 @@ def _add_docs(app: FastAPI) -> None:
         return page
 
 
-def _add_statement(app: FastAPI, mount_path: str) -> None:
-    """Tillgänglighetsredogörelsen (the accessibility statement DOS-lagen asks for), linked from the footer."""
-    page = (STATIC / "tillganglighet.html").read_text(encoding="utf-8")
+def _add_statement(app: FastAPI, settings: Settings) -> None:
+    """Tillgänglighetsredogörelsen (the accessibility statement DOS-lagen asks for), linked from the footer,
+    with the site's contact details and dates (statement.py)."""
+    page = statement_page(settings)
 
-    @app.get(f"{mount_path.rstrip('/')}/tillganglighet", include_in_schema=False)
+    @app.get(f"{settings.mount_path.rstrip('/')}/tillganglighet", include_in_schema=False)
     def statement() -> HTMLResponse:
         return HTMLResponse(page)
 

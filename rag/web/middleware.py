@@ -212,8 +212,11 @@ class RequestGuardMiddleware:
 class AccessMiddleware:
     """Trusted-header SSO (every request needs the header) or login (API needs Basic auth or a UI session)."""
 
-    def __init__(self, app, sso_header: str | None, gate: LoginGate, gradio_users):
+    def __init__(
+        self, app, sso_header: str | None, gate: LoginGate, gradio_users, protected: tuple[str, ...] = ()
+    ):
         self.app, self.sso_header, self.gate, self.gradio_users = app, sso_header, gate, gradio_users
+        self.protected = PROTECTED + tuple(protected)  # and the app's own pages behind the chat's login
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -223,7 +226,7 @@ class AccessMiddleware:
             return await _refuse(scope, receive, send, "Inloggning krävs (saknar SSO-huvudet).", 401)
         client = (scope.get("client") or ("?", 0))[0]
         CLIENT.set(client)
-        needs_login = not self.sso_header and self.gate.users and _route_path(scope).startswith(PROTECTED)
+        needs_login = not self.sso_header and self.gate.users and _route_path(scope).startswith(self.protected)
         if needs_login and not self._session_ok(headers):
             verdict = await self._basic(headers, client)
             if verdict is not None and verdict.locked_for_s:

@@ -178,7 +178,8 @@ def test_the_conversation_exports_as_markdown():
         "# Frågor om kommundirektörens rapporter – samtal\n\n"
         "## Fråga 1: Var arbetade han tidigare?\n\nHan kommer från Gagnefs kommun. [1]\n\n"
         "Sökt endast i: Rapport (2017-05)\n\n### Källor\n\n"
-        "1. Rapport (2017-05, dnr 1), avsnitt: S\n   > Han kommer från Gagnefs kommun.\n\n"
+        # the title with month and year from its date (rag.web.reports.report_title), as on the cards
+        "1. Rapport maj 2017 (2017-05, dnr 1), avsnitt: S\n   > Han kommer från Gagnefs kommun.\n\n"
         "## Fråga 2: Vad kostar en pizza?\n\nJag hittar inget svar på det i rapporterna.\n"
     )
     assert handlers._export([]) == ("", "Det finns inget samtal att exportera än. Ställ en fråga först.")
@@ -187,7 +188,10 @@ def test_the_conversation_exports_as_markdown():
 
 def test_the_footer_speaks_to_the_public_not_to_developers(built):  # noqa: F811
     footer = handlers._footer_text(Assistant(_settings(built), embedder=FakeEmbedder()))
-    assert footer == "Söker i 5 rapporter (80 passager). Inget lämnar servern. · [Tillgänglighetsredogörelse](tillganglighet)"
+    assert footer == (
+        "Söker i 5 rapporter (80 passager). Inget lämnar servern. · [Rapporterna](rapporter) · "
+        "[Tillgänglighetsredogörelse](tillganglighet)"
+    )
 
 
 def test_markdown_emphasis_from_the_reports_is_not_shown_as_asterisks():

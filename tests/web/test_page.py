@@ -60,7 +60,7 @@ def test_every_control_is_named_in_swedish_whatever_the_browsers_locale(browser,
         start = [f'button "{e}"' for e in EXAMPLES]
         assert controls(page) == [
             'button "Avgränsa sökningen ▼"', *start, 'textbox "Din fråga Skicka"', 'button "Skicka"',
-            'button "Rensa chatten"', 'link "Tillgänglighetsredogörelse"',
+            'button "Rensa chatten"', 'link "Rapporterna"', 'link "Tillgänglighetsredogörelse"',
         ]  # fmt: skip
         assert axe_violations(page) == []
         shot(page, f"page-{locale}-start.png", full_page=False)
@@ -76,7 +76,7 @@ def test_every_control_is_named_in_swedish_whatever_the_browsers_locale(browser,
             'radio "Extraktiv (citat) – standard"', 'link "[ Källa 1]"', 'button "Ogilla" [pressed]',
             'button "Gilla"', 'textbox "Din fråga Skicka"', 'button "Skicka"', 'button "Kopiera svaret"',
             'button "Exportera samtalet"', 'button "Rensa chatten"', 'textbox "Kommentar (valfritt)"', 'button "Skicka kommentar"',
-            'link "Tillgänglighetsredogörelse"',
+            'link "Rapporterna"', 'link "Tillgänglighetsredogörelse"',
         ], after  # fmt: skip
         assert page.evaluate("document.documentElement.lang") == "sv"
         assert axe_violations(page) == []

@@ -116,12 +116,16 @@
         if (e.getAttribute('aria-label') !== wanted) e.setAttribute('aria-label', wanted);
       });
     });
-    // The footer's link to the accessibility statement: same tab (Gradio opens markdown links in a new
-    // one), and relative to the app rather than to an intranet page that embeds it.
-    scope.querySelectorAll('#rag-footer a[href$="tillganglighet"]').forEach((link) => {
+    // The footer's links (the reports, the accessibility statement) and the source cards' "Läs hela
+    // rapporten": same tab (Gradio opens markdown links in a new one), and relative to the app rather
+    // than to an intranet page that embeds it. The relative href is kept in data-rag-href, since the
+    // link's own is made absolute here.
+    const appLinks = '#rag-footer a[href$="tillganglighet"], #rag-footer a[href$="rapporter"], a.rag-report-link';
+    scope.querySelectorAll(appLinks).forEach((link) => {
       const app = link.closest('gradio-app');
       const root = (app && app.getAttribute('src')) || (window.gradio_config && window.gradio_config.root) || location.href;
-      const href = new URL('tillganglighet', String(root).replace(/\/?$/, '/')).href;
+      if (!link.dataset.ragHref) link.dataset.ragHref = link.getAttribute('href') || '';
+      const href = new URL(link.dataset.ragHref, String(root).replace(/\/?$/, '/')).href;
       if (link.href !== href) link.href = href;
       if (link.hasAttribute('target')) link.removeAttribute('target');
     });

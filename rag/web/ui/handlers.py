@@ -19,7 +19,9 @@ from rag.settings import Settings
 from rag.types import CitedSource, Filters, Turn, answer_to_dict
 from rag.web.feedback import MAX_COMMENT_CHARS, FeedbackLog, feedback_record
 from rag.web.routes import MAX_HISTORY_TURNS, check_generator, client_generators, public_message
+from rag.web.reports import REPORTS_PATH, report_title, with_report_links
 from rag.web.ui.labels import ALL_YEARS, DEFAULT_MARK, GENERATOR_LABELS, LLM_GENERATORS, MAX_CHIPS, STATEMENT_LINK
+from rag.web.ui.labels import REPORTS_LINK
 from rag.web.ui.render import answer_html, conversation_markdown, error_html, plain_answer, streaming_html, text
 
 LLM_PROBE_TIMEOUT_S = 1.0
@@ -31,7 +33,8 @@ log = logging.getLogger("rag.web")
 def report_choices(documents: Mapping[str, DocumentInfo]) -> list[tuple[str, str]]:
     """(label, doc_id) for the report filter, newest first; undated reports last."""
     rows = sorted(documents.items(), key=lambda kv: kv[1].date or "", reverse=True)
-    return [(f"{d.title} ({d.date or 'odaterad'})", doc_id) for doc_id, d in rows]
+    # The date stays in the label: two reports of one month are told apart by it.
+    return [(f"{report_title(d.title, d.date)} ({d.date or 'odaterad'})", doc_id) for doc_id, d in rows]
 
 
 def year_choices(documents: Mapping[str, DocumentInfo]) -> list[str]:
@@ -136,7 +139,7 @@ def _ask_handler(assistant: Assistant):
                     history[-1] = {"role": "assistant", "content": streaming_html(partial, question)}
                     yield list(history), "", turns, gr.skip()
                     continue
-                response = answer_to_dict(item)
+                response = with_report_links(answer_to_dict(item), assistant.store)
                 scope = scope_text(_documents(assistant), doc_ids, year)
                 turn = {"id": uuid.uuid4().hex[:12], "message": len(history) - 1, "response": response,
                         "index_version": version, "scope": scope}  # fmt: skip
@@ -273,7 +276,7 @@ def _documents(assistant: Assistant) -> Mapping[str, DocumentInfo]:
 
 def _footer_text(assistant: Assistant) -> str:
     # relative to the app; static/chat.js resolves it against the app's root when it is a web component
-    statement = f"[{STATEMENT_LINK}](tillganglighet)"
+    statement = f"[{REPORTS_LINK}]({REPORTS_PATH}) · [{STATEMENT_LINK}](tillganglighet)"
     try:
         store = assistant.store
     except RagError as error:

@@ -17,6 +17,8 @@ LLM_GENERATORS = {"openai"}  # generators that need the language-model server (s
 ALL_YEARS = "Alla år"
 MAX_CHIPS = 6  # report chips shown above the question box; more chosen reports are counted in the text
 STATEMENT_LINK = "Tillgänglighetsredogörelse"
+REPORTS_LINK = "Rapporterna"
+READ_REPORT = "Läs hela rapporten"
 
 # Gradio's own strings that its Swedish locale lacks (the status region announced "common.complete"),
 # merged into its translations (gr.I18n). Strings Gradio hard-codes in English (aria-labels such as

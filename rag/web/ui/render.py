@@ -9,9 +9,11 @@ runs or loads anything. The chatbot's own sanitizer stays on as a second line of
 
 from __future__ import annotations
 
+import html
 import re
 
-from rag.web.ui.labels import LABELS, NEAREST_SHOWN
+from rag.web.reports import report_title
+from rag.web.ui.labels import LABELS, NEAREST_SHOWN, READ_REPORT
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 # Characters that markdown, LaTeX or HTML could read as syntax; written as numeric entities.
@@ -140,6 +142,13 @@ def _source_card(citation: dict, uid: str, labels: dict) -> str:
         f'<a class="rag-back" href="#{_cite_id(uid, citation["n"])}">'
         f'{labels["back"]}<span class="rag-sr"> [{citation["n"]}]</span></a>'
     )
+    if citation.get("report_href"):
+        # Relative, like the footer's links, so it works under any root path (static/chat.js resolves
+        # it against the app when the chat is a web component on another page).
+        back += (
+            f'<a class="rag-report-link" href="{html.escape(citation["report_href"])}">{READ_REPORT}'
+            f'<span class="rag-sr">: {text(citation.get("section") or "")}</span></a>'
+        )
     return _card(
         citation,
         _card_id(uid, citation["n"]),
@@ -161,7 +170,7 @@ def _card(
     return (
         f'<details class="{classes}" id="{card_id}">'
         f'<summary><span class="rag-badge">{text(badge)}</span> '
-        f'<span class="rag-title">{text(item["title"])}</span>'
+        f'<span class="rag-title">{text(report_title(item["title"], item.get("date")))}</span>'
         f'<span class="rag-meta">{_meta(item, labels)}</span></summary>'
         f'<blockquote class="rag-passage">{passage_html}</blockquote>{footer}</details>'
     )
@@ -206,7 +215,7 @@ def plain_answer(response: dict) -> str:
     lines = [response["answer"] or LABELS["sv"]["no_answer"], ""]
     for c in response.get("citations", []):
         lines.append(
-            f"[{c['n']}] {c['title']} ({c.get('date') or 'odaterad'}, dnr "
+            f"[{c['n']}] {report_title(c['title'], c.get('date'))} ({c.get('date') or 'odaterad'}, dnr "
             f"{c.get('diarienummer') or '–'}) – {c.get('section') or '–'}"
         )
     return "\n".join(lines).strip()
@@ -226,8 +235,8 @@ def conversation_markdown(turns: list[dict]) -> str:
             lines += [f"### {LABELS['sv']['sources']}", ""]
         for c in response.get("citations", []):
             lines.append(
-                f"{c['n']}. {c['title']} ({c.get('date') or 'odaterad'}, dnr {c.get('diarienummer') or '–'}), "
-                f"avsnitt: {c.get('section') or '–'}"
+                f"{c['n']}. {report_title(c['title'], c.get('date'))} ({c.get('date') or 'odaterad'}, "
+                f"dnr {c.get('diarienummer') or '–'}), avsnitt: {c.get('section') or '–'}"
             )
             if c.get("quote"):
                 lines.append(f"   > {' '.join(c['quote'].split())}")
