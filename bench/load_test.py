@@ -2,6 +2,8 @@
 
     python bench/load_test.py          # starts `python app.py` itself on a free port
     python bench/load_test.py --url http://127.0.0.1:7860/ --users 20 --seconds 60
+    python bench/load_test.py --users 50 --worst-case --probe   # issue 27: 2,000-digit questions flood;
+        # meanwhile /api/health every 0.5 s and another user's normal question every 2 s are timed
     python bench/load_test.py --postgres --servers 2 --publish-after 20
         # two app.py processes on one database (--postgres: a throwaway server with data/ indexed into it,
         # vectors from the index folder; or RAG_STORE=postgresql://…), users split between them; 20 s in,
@@ -82,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             publisher = threading.Timer(args.publish_after, lambda: _publish(args))
             publisher.start()
         began = time.monotonic()
-        results = run(urls, args.users, args.seconds, args.max_requests, unique=not args.repeat)
+        probes = _Probes(urls[0], args.seconds) if args.probe else None
+        results = run(urls, args.users, args.seconds, args.max_requests, unique=not args.repeat,
+                      worst_case=args.worst_case)  # fmt: skip
+        if probes is not None:
+            probes.join()
         if publisher is not None:
             publisher.join()
             _PUBLISHED["published_at_s"] = round(_PUBLISHED.pop("done", began) - began, 1)
@@ -97,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             database.stop()
     report = _report(results, args, health)
     report["servers"] = len(urls)
+    if probes is not None:
+        report["probes"] = probes.report()
     if args.publish_after is not None:
         report["published"] = {**_PUBLISHED, "index_version_before": health.get("index_version"),
                                "index_version_after_per_server": after}  # fmt: skip
@@ -121,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--publish-after", type=float, help="seconds in: `rag index` a changed copy of data/")
     parser.add_argument("--postgres", action="store_true", help="serve from a throwaway PostgreSQL (RAG_STORE)")
     parser.add_argument("--pin", action="store_true", help="pin server i to core i (taskset): one core per server")
+    parser.add_argument("--worst-case", action="store_true", help="2,000-digit questions (the costliest to embed)")
+    parser.add_argument("--probe", action="store_true",
+                        help="meanwhile time /api/health (every 0.5 s) and a normal question (every 2 s)")
     return parser
 
 
@@ -157,7 +168,47 @@ def _publish(args) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(url: str | list[str], users: int, seconds: float, max_requests: int, unique: bool = True) -> list[dict]:
+class _Probes:
+    """What the other users see during the load: /api/health and a normal question, each timed."""
+
+    def __init__(self, url: str, seconds: float):
+        self.url, self.health, self.normal = url.rstrip("/"), [], []
+        deadline = time.monotonic() + seconds
+        self.threads = [threading.Thread(target=self._loop, args=(self.health, deadline, 0.5, None), daemon=True),
+                        threading.Thread(target=self._loop, args=(self.normal, deadline, 2.0, "Vem är ny ekonomichef?"),
+                                         daemon=True)]  # fmt: skip
+        for thread in self.threads:
+            thread.start()
+
+    def _loop(self, out: list, deadline: float, every: float, question: str | None) -> None:
+        with httpx.Client(timeout=120) as client:
+            while time.monotonic() < deadline:
+                began = time.perf_counter()
+                try:
+                    if question is None:
+                        status = client.get(self.url + "/api/health").status_code
+                    else:
+                        status = client.post(self.url + "/api/ask", json={"question": question}).status_code
+                except httpx.HTTPError:
+                    status = None
+                out.append((time.perf_counter() - began, status))
+                time.sleep(max(0.0, every - (time.perf_counter() - began)))
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(300)
+
+    def report(self) -> dict:
+        def summary(rows):
+            times = sorted(t for t, _ in rows)
+            return {"requests": len(rows), "statuses": sorted({str(s) for _, s in rows}),
+                    "p50_ms": _ms(_percentile(times, 50)), "p95_ms": _ms(_percentile(times, 95))}  # fmt: skip
+
+        return {"health": summary(self.health), "normal_question": summary(self.normal)}
+
+
+def run(url: str | list[str], users: int, seconds: float, max_requests: int, unique: bool = True,
+        worst_case: bool = False) -> list[dict]:  # fmt: skip
     """Every request's outcome: {user, started, latency_s, status, error}. With several urls the users
     are dealt out round-robin (a load balancer's even split)."""
     urls = [url] if isinstance(url, str) else url
@@ -173,6 +224,8 @@ def run(url: str | list[str], users: int, seconds: float, max_requests: int, uni
                     return
                 question = QUESTIONS[(number * 7 + i) % len(QUESTIONS)]
                 question = f"{question} #{number}-{i}" if unique else question
+                if worst_case:  # one token per digit: 2,000 of them, unique per request
+                    question = (f"{number}{i}" + "1234567890" * 200)[:2000]
                 outcome = _ask(client, endpoint, question)
                 with lock:
                     results.append({"user": number, **outcome})
@@ -193,7 +246,9 @@ def _ask(client: httpx.Client, endpoint: str, question: str) -> dict:
         status = response.status_code
     except httpx.HTTPError as exc:
         status, error = None, f"{type(exc).__name__}: {exc}"[:200]
-    return {"started": began, "latency_s": time.perf_counter() - began, "status": status, "error": error}
+    retry_after = response.headers.get("Retry-After") if status == 503 else None
+    return {"started": began, "latency_s": time.perf_counter() - began, "status": status, "error": error,
+            "retry_after": retry_after}  # fmt: skip
 
 
 def _report(results: list[dict], args, health: dict) -> dict:
@@ -211,6 +266,8 @@ def _report(results: list[dict], args, health: dict) -> dict:
         "ok": len(ok),
         "errors": len(errors),
         "error_examples": sorted({f"{r['status']}: {r['error']}" for r in errors})[:5],
+        "refused_503_with_retry_after": sum(1 for r in errors if r["status"] == 503 and r.get("retry_after")),
+        "other_5xx": sum(1 for r in errors if (r["status"] or 0) >= 500 and not (r["status"] == 503 and r.get("retry_after"))),
         "throughput_rps": round(len(ok) / span, 2) if span else 0.0,
         "latency_ms": {
             "p50": _ms(_percentile(ok, 50)),
