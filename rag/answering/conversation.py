@@ -40,6 +40,8 @@ _QWORD = re.compile(r"^\W*(när|var|vart|vem|vilka|vilken|vilket|vad|hur många|
                     r"when|where|who|which|what|how many|how much|how|why)\b", re.I)  # fmt: skip
 _YEAR_OR_MONTH = re.compile(r"\b(19[5-9]\d|20\d\d)\b|\b(januari|februari|mars|april|maj|juni|juli|augusti|"
                             r"september|oktober|november|december)\b", re.I)  # fmt: skip
+_LEADING_CONJUNCTION = re.compile(r"^\W*(och|men|samt|and|but)\s+", re.I)
+_AS_FOR = re.compile(r"(när det gäller|vad gäller|vad beträffar|as for|what about|how about)\b", re.I)
 _FILLER = re.compile(r"^\W*(och|men|and|but)\s+|\s+(då|igen|then)\s*(?=[?.!]*$)|[?.!\s]+$", re.I)
 # Nouns that stand for a question word in an elliptical follow-up ("Och datumet?").
 _NOUN_ASKS = {"datum": "När", "datumet": "När", "dag": "När", "dagen": "När", "tid": "När", "tiden": "När",
@@ -121,11 +123,21 @@ def rewrite(question: str, previous: str, entity: str | None) -> str:
         return _reask(previous, asked.group(1))
     if core.lower() in _NOUN_ASKS:  # "Och datumet?"
         return _reask(previous, _NOUN_ASKS[core.lower()])
-    if entity and _PERSON_PRONOUN.search(question):
-        return _PERSON_PRONOUN.sub(entity, question, count=1)
-    if entity and _PERSON_GENITIVE.search(question):
-        return _PERSON_GENITIVE.sub(entity + ("s" if not entity.endswith("s") else ""), question, count=1)
-    return f"{question} (om: {_flat(previous)})"
+    own = _standalone_start(question)  # "Och vad kostade det?" is searched and shown as "Vad kostade det?"
+    if entity and _PERSON_PRONOUN.search(own):
+        return _PERSON_PRONOUN.sub(entity, own, count=1)
+    if entity and _PERSON_GENITIVE.search(own):
+        return _PERSON_GENITIVE.sub(entity + ("s" if not entity.endswith("s") else ""), own, count=1)
+    return f"{own} (om: {_flat(previous)})"
+
+
+def _standalone_start(question: str) -> str:
+    """The question without the conjunction that tied it to the previous one, capitalized; but "Och när
+    det gäller e-post?" keeps it: "när det gäller" means "as for", and a leading "När" would ask when."""
+    rest = _LEADING_CONJUNCTION.sub("", question, count=1)
+    if not rest or _AS_FOR.match(rest):
+        return question
+    return rest[:1].upper() + rest[1:]
 
 
 def _flat(interpreted: str) -> str:

@@ -58,6 +58,16 @@ def test_otherwise_the_previous_topic_is_carried_in_brackets(store):
         "Vad var bakgrunden till den? (om: Vilka höll i den?; Vilken krisövning genomfördes den 22 maj?)"  # fmt: skip
 
 
+def test_the_conjunction_that_tied_a_follow_up_on_is_not_kept(store):
+    history = (Turn("När gick kommunen över till Telias telefoni?"),)
+    assert interpret("Och vad kostade det?", history, store).query == \
+        "Vad kostade det? (om: När gick kommunen över till Telias telefoni?)"  # fmt: skip
+    assert interpret("men var arbetade han tidigare?", (economy_turn(),), store).query == \
+        "Var arbetade Torstein Tysklind tidigare?"  # fmt: skip
+    as_for = interpret("Och när det gäller e-post?", history, store).query  # "as for", not "when"
+    assert as_for == "Och när det gäller e-post? (om: När gick kommunen över till Telias telefoni?)"
+
+
 def test_a_fully_specified_question_ignores_the_conversation(store):
     switch = "Hur förbättrades servicenivån per telefon och e-post enligt servicemätningen i januari 2014?"
     found = interpret(switch, (economy_turn(),), store)
