@@ -49,8 +49,20 @@ def test_iframe_embedding_is_allowed_for_the_configured_origin(page, servers, si
     page.goto(f"{site.origin}/host.html?app={app.url}&show=iframe")
     frame = page.frame_locator("iframe")
     check_cited_answer(ask(frame, QUESTION))
+    page.locator("iframe[data-ready=ja]").wait_for(timeout=10_000)  # the chat told the page it is there
+    assert page.locator("#iframe-hint").is_hidden()
     shot(page, "host-iframe.png")
     only_loopback(page)
+
+
+def test_a_frame_the_app_does_not_allow_says_why_it_is_blank(page, servers, site, nginx):
+    # the app behind nginx allows only its own origin (frame-ancestors 'self'); the static site is another
+    page.goto(f"{site.origin}/host.html?app={nginx.origin}/fragor/&show=iframe")
+    hint = page.locator("#iframe-hint")
+    hint.wait_for(state="visible", timeout=30_000)
+    assert f"({site.origin})" in hint.inner_text() and "RAG_FRAME_ANCESTORS" in hint.inner_text()
+    assert page.locator("iframe").is_hidden()  # no broken box under the hint
+    shot(page, "host-iframe-refused.png")
 
 
 def test_markup_in_a_question_is_shown_as_text_and_never_runs(page, servers):

@@ -181,10 +181,16 @@
     answers = done;
     pending = waiting;
   };
+  // In an iframe: tell the host page that the chat is there, so it knows the frame was allowed to
+  // load at all (examples/host.html says why it is blank when no word comes). Nothing else is sent.
+  const tellHost = () => {
+    if (window.parent !== window) window.parent.postMessage({type: 'tyreso-rag:ready'}, '*');
+  };
   const start = () => {
     new MutationObserver(onChange).observe(document.documentElement,
       {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label', 'title', 'style']});
     onChange();
+    tellHost();
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
   else start();
