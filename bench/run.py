@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 
 CACHE = ROOT / "bench" / "cache"
 RESULTS = ROOT / "bench" / "results"
-SWEQUAD = Path(os.environ.get("BENCH_SWEQUAD", "/work/shared/bench/swequad_mc"))
+SWEQUAD = Path(os.environ.get("BENCH_SWEQUAD", ROOT.parent / "shared" / "bench" / "swequad_mc"))
 FRAMEWORK_PYTHON = Path(os.environ.get("BENCH_FRAMEWORK_PYTHON", CACHE / "venv-framework" / "bin" / "python"))
 WARMUP = 5
 SAMPLE_DOCS = 64
