@@ -482,7 +482,7 @@ def evaluate_dataset(ds: dict, ours_run: dict, naive: dict | None, framework: di
             continue
         pipelines[name] = {"quality": quality(questions, run["responses"]), "latency": run["latency"],
                            "chunks": run.get("chunks"), "ours_latency_ratio": _r(ours_p50 / run["latency"]["p50_ms"], 3)}  # fmt: skip
-    return {"questions": len(questions), "index": str(ds["index"]), "chunks": ours_run["index_chunks"],
+    return {"questions": len(questions), "index": os.path.relpath(ds["index"], ROOT), "chunks": ours_run["index_chunks"],
             "sentences": ours_run["index_sentences"], "faiss": ours_run["faiss"], "default_backend": default,
             "stages": ours_run["stages"], "ask": ours_run["ask"],
             "ask_vs_embed": _r(ours_p50 / ours_run["encode"][default]["p50_ms"], 3),
