@@ -87,6 +87,7 @@ class Settings:
     # waiting one gives up after api_queue_wait_s (also a 503), so a flood never ties up the server
     api_queue_limit: int = 8
     api_queue_wait_s: float = 20.0
+    api_client_limit: int = 2  # of those places, how many one client address may hold
     feedback_store: str = "file"  # where feedback goes: "file" (feedback_log, JSON lines)
     # space-separated peer addresses whose X-Forwarded-For/-Proto/-Host are believed (the reverse proxy)
     trusted_proxies: str = "127.0.0.1 ::1"

@@ -71,30 +71,46 @@ BUSY_RETRY_S = 5
 
 
 class AnswerGate:
-    """At most `workers` answers at once and `waiting` more in line; anything beyond is refused at once
-    (BusyError), never queued without bound: threads that wait are threads health and static files lack."""
+    """At most `workers` answers at once and `waiting` more in line, and at most `per_client` of those
+    places for one client; anything beyond is refused at once (BusyError), never queued without bound:
+    threads that wait are threads health and static files lack, and one client's flood must not take
+    every place from the others."""
 
-    def __init__(self, workers: int, waiting: int, wait_s: float):
+    def __init__(self, workers: int, waiting: int, wait_s: float, per_client: int = 2):
         self.workers = threading.BoundedSemaphore(max(1, workers))
         self.admitted = threading.BoundedSemaphore(max(1, workers) + max(0, waiting))
         self.wait_s = wait_s
+        self.per_client = max(1, per_client)
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
 
-    def run(self, work):
-        if not self.admitted.acquire(blocking=False):
-            raise BusyError(BUSY, BUSY_RETRY_S)
+    def run(self, work, client: str = ""):
+        with self._lock:
+            if self._held.get(client, 0) >= self.per_client:
+                raise BusyError(BUSY, BUSY_RETRY_S)
+            self._held[client] = self._held.get(client, 0) + 1
         try:
-            if not self.workers.acquire(timeout=self.wait_s):
+            if not self.admitted.acquire(blocking=False):
                 raise BusyError(BUSY, BUSY_RETRY_S)
             try:
-                return work()
+                if not self.workers.acquire(timeout=self.wait_s):
+                    raise BusyError(BUSY, BUSY_RETRY_S)
+                try:
+                    return work()
+                finally:
+                    self.workers.release()
             finally:
-                self.workers.release()
+                self.admitted.release()
         finally:
-            self.admitted.release()
+            with self._lock:
+                self._held[client] -= 1
+                if not self._held[client]:
+                    del self._held[client]
 
 
 def add_routes(app: FastAPI, assistant: Assistant, settings: Settings) -> None:
-    gate = AnswerGate(settings.concurrency_limit, settings.api_queue_limit, settings.api_queue_wait_s)
+    gate = AnswerGate(settings.concurrency_limit, settings.api_queue_limit, settings.api_queue_wait_s,
+                      settings.api_client_limit)  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
@@ -110,12 +126,13 @@ def add_routes(app: FastAPI, assistant: Assistant, settings: Settings) -> None:
         return JSONResponse({"detail": public_message(error), "error": type(error).__name__}, status, headers=headers)
 
     @app.post("/api/ask", tags=["api"], summary="Ställ en fråga; svaret citerar rapporterna")
-    def ask(body: AskIn) -> dict:
+    def ask(body: AskIn, request: Request) -> dict:
         filters = _filters(body.filters, assistant)
         check_generator(body.generator, settings)
         history = to_history(body.history, settings.max_question_chars)
+        client = request.client.host if request.client else ""  # the proxy's X-Forwarded-For, when trusted
         answer = gate.run(lambda: assistant.ask(body.question, k=body.k, filters=filters, generator=body.generator,
-                                                history=history))  # fmt: skip
+                                                history=history), client)  # fmt: skip
         return answer_to_dict(answer)
 
     @app.get("/api/documents", tags=["api"], summary="Rapporterna i indexet")

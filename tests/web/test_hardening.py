@@ -253,6 +253,25 @@ def test_the_answer_gate_refuses_at_once_beyond_its_line():
     assert gate.run(lambda: "tredje") == "tredje"  # the line is free again
 
 
+def test_one_client_holds_at_most_its_share_of_the_line():
+    from rag.errors import BusyError
+    from rag.web.routes import AnswerGate
+
+    gate = AnswerGate(workers=1, waiting=4, wait_s=5, per_client=1)
+    release, started = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: gate.run(lambda: (started.set(), release.wait(10)), "10.0.0.1"))
+    holder.start()
+    assert started.wait(5)
+    with pytest.raises(BusyError):
+        gate.run(lambda: "mer", "10.0.0.1")  # the flooding client's second place: refused at once
+    other = []
+    waiter = threading.Thread(target=lambda: other.append(gate.run(lambda: "annan", "10.9.9.9")))
+    waiter.start()  # another client still gets in line, and its answer once the worker is free
+    release.set()
+    holder.join(5), waiter.join(5)
+    assert other == ["annan"] and gate.run(lambda: "igen", "10.0.0.1") == "igen"
+
+
 def test_a_question_in_line_gives_up_after_the_wait():
     from rag.errors import BusyError
     from rag.web.routes import AnswerGate
