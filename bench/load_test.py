@@ -176,9 +176,9 @@ class _Probes:
     def __init__(self, url: str, seconds: float):
         self.url, self.health, self.normal = url.rstrip("/"), [], []
         deadline = time.monotonic() + seconds
-        self.threads = [threading.Thread(target=self._loop, args=(self.health, deadline, 0.5, None), daemon=True),
-                        threading.Thread(target=self._loop, args=(self.normal, deadline, 2.0, "Vem är ny ekonomichef?"),
-                                         daemon=True)]  # fmt: skip
+        loops = ((self.health, 0.5, None), (self.normal, 2.0, "Vem är ny ekonomichef?"))
+        self.threads = [threading.Thread(target=self._loop, args=(out, deadline, every, question), daemon=True)
+                        for out, every, question in loops]  # fmt: skip
         for thread in self.threads:
             thread.start()
 
@@ -274,8 +274,8 @@ def _report(results: list[dict], args, health: dict) -> dict:
         "ok": len(ok),
         "errors": len(errors),
         "error_examples": sorted({f"{r['status']}: {r['error']}" for r in errors})[:5],
-        "refused_503_with_retry_after": sum(1 for r in errors if r["status"] == 503 and r.get("retry_after")),
-        "other_5xx": sum(1 for r in errors if (r["status"] or 0) >= 500 and not (r["status"] == 503 and r.get("retry_after"))),
+        "refused_503_with_retry_after": sum(1 for r in errors if _refused(r)),
+        "other_5xx": sum(1 for r in errors if (r["status"] or 0) >= 500 and not _refused(r)),
         "throughput_rps": round(len(ok) / span, 2) if span else 0.0,
         "latency_ms": {
             "p50": _ms(_percentile(ok, 50)),
@@ -289,6 +289,11 @@ def _report(results: list[dict], args, health: dict) -> dict:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _refused(result: dict) -> bool:
+    """Busy, as the app says it: 503 with Retry-After."""
+    return result["status"] == 503 and bool(result.get("retry_after"))
 
 
 def _percentile(values: list[float], p: float) -> float | None:

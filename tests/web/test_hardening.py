@@ -247,7 +247,8 @@ def test_the_answer_gate_refuses_at_once_beyond_its_line():
     with pytest.raises(BusyError) as refused:
         gate.run(lambda: "andra")
     assert time.monotonic() - began < 1.0  # at once, not after wait_s
-    assert refused.value.retry_after_s == 5 and str(refused.value) == "Tjänsten är upptagen just nu. Försök igen om några sekunder."
+    assert refused.value.retry_after_s == 5
+    assert str(refused.value) == "Tjänsten är upptagen just nu. Försök igen om några sekunder."
     release.set()
     holder.join(5)
     assert gate.run(lambda: "tredje") == "tredje"  # the line is free again
@@ -308,7 +309,8 @@ def test_a_full_line_is_a_503_with_retry_after_and_a_swedish_message(built, monk
     assert started.wait(10)
     busy = client.post("/api/ask", json=ask)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
-    assert busy.json() == {"detail": "Tjänsten är upptagen just nu. Försök igen om några sekunder.", "error": "BusyError"}
+    assert busy.json() == {"detail": "Tjänsten är upptagen just nu. Försök igen om några sekunder.",
+                           "error": "BusyError"}
     assert client.get("/api/health").status_code == 200  # health is not behind the line
     release.set()
     worker.join(10)
