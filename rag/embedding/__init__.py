@@ -1,5 +1,6 @@
 """Text -> vectors. `Embedder` is the protocol every stage depends on; `SentenceTransformerEmbedder`
-(transformer.py) is the real model, with fast query backends (query_backends.py); tests use a fake.
+(transformer.py) is the real model, run through ONNX Runtime (onnx_runtime.py; the question path is
+chosen in query_backends.py); tests use a fake.
 
 Queries and documents are encoded with the model's own prompts (`encode_query` / `encode_document`).
 """

@@ -1,6 +1,6 @@
 """The one-time ONNX export of the embedding model's query path (`rag model export-onnx`), and where it
 lives: beside the model in the cache, stamped with the model's fingerprint so a changed model is
-exported again. The encoders that run it are in rag/embedding/query_backends.py.
+exported again. The encoder that runs it, for questions and for documents, is rag/embedding/onnx_runtime.py.
 """
 
 from __future__ import annotations
