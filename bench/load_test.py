@@ -224,8 +224,9 @@ def run(url: str | list[str], users: int, seconds: float, max_requests: int, uni
 
     def user(number: int) -> None:
         endpoint = urls[number % len(urls)].rstrip("/") + "/api/ask"
-        # --worst-case: one client floods (every user behind one address, as the proxy reports it)
-        headers = {"X-Forwarded-For": FLOOD_CLIENT} if worst_case else {}
+        # Each user has an address of its own, as the proxy reports it (the app gives one client a share
+        # of the answer line); with --worst-case all of them are one client flooding.
+        headers = {"X-Forwarded-For": FLOOD_CLIENT if worst_case else f"10.0.1.{number % 250 + 1}"}
         with httpx.Client(timeout=120, headers=headers) as client:
             for i in range(max_requests):
                 if time.monotonic() >= deadline:

@@ -160,7 +160,9 @@ def test_malformed_bodies_are_4xx(client):
     assert client.get("/api/ask").status_code in (404, 405)
 
 
-def test_concurrent_requests_share_one_assistant(client):
+def test_concurrent_requests_share_one_assistant(built):
+    # one client sending 8 at once: its share of the answer line (RAG_API_CLIENT_LIMIT) raised to 8
+    client = TestClient(_app(_settings(built, api_client_limit=8)))
     questions = ["Vem är ny ekonomichef?", "Vad hände i Stockholm den 7 april?", "Bisysslor"] * 4
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda q: client.post("/api/ask", json={"question": q}).status_code, questions))
