@@ -114,6 +114,9 @@ class Settings:
     # (PyTorch). The same vectors to rounding; the manifest records which one built an index, and an
     # index is never mixed (a build on the other path embeds everything again).
     document_backend: str = "onnx"
+    # every embedded text's vector kept in cache_dir/vectors/ (per model and path), for any later build
+    # into any folder or store on this machine; delete the folder to reclaim the space
+    vector_cache: bool = True
 
     def replace(self, **overrides) -> Settings:
         """A copy with some fields changed; `None` values are ignored so CLI flags can pass through."""

@@ -1,7 +1,8 @@
 """Reports -> a published index version, incrementally, into whichever backend holds the versions.
 
-Vectors are reused by a hash of exactly what was embedded (context and text), from the live version
-and from the journal of a build that did not finish, so only new or changed text reaches the model.
+Vectors are reused by a hash of exactly what was embedded (context and text), from the live version,
+from the journal of a build that did not finish and from the machine's vector cache (every text any
+build here embedded with the same model and path), so only new or changed text reaches the model.
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ def _build(settings: Settings, embedder: Embedder, backend: Backend, data: Path 
         return BuildReport(previous["version"], len(documents), counts["chunks"], counts["sentences"],
                            0, 0, 0, tuple(skipped), True, time.perf_counter() - began)  # fmt: skip
     journal = VectorJournal(backend.journal_dir, fingerprint)  # what an interrupted build already embedded
-    reusable = {**journal.load(), **_undamaged(lambda: backend.reusable_vectors(fingerprint), {})}
+    # and what any build on this machine embedded, whatever its folder or store (the same model and path)
+    cache = VectorJournal(settings.cache_dir / "vectors", fingerprint) if settings.vector_cache else None
+    reusable = {**(cache.load() if cache else {}), **journal.load(),
+                **_undamaged(lambda: backend.reusable_vectors(fingerprint), {})}  # fmt: skip
+    sinks = (journal, cache) if cache else (journal,)
     chunks = _chunk_all(documents, settings, embedder, reusable)
     if not chunks:
         raise InputError(f"The reports in {source} hold no text to index.")
@@ -89,7 +94,7 @@ def _build(settings: Settings, embedder: Embedder, backend: Backend, data: Path 
     heading_texts = [texts_by_doc[h.doc_id][h.start : h.end] for h in headings]
 
     def embed(contexts, texts, label):
-        return _vectors(contexts, texts, embedder, reusable, journal, progress, label)
+        return _vectors(contexts, texts, embedder, reusable, sinks, progress, label)
 
     chunk_vectors, new_chunks = embed(chunk_contexts, [c.text for c in chunks], "passager")
     sentence_vectors, new_sentences = embed(sentence_contexts, sentence_texts, "meningar")
@@ -171,7 +176,7 @@ def _key(context_text: str, text: str) -> str:
     return hashlib.sha256(f"{context_text}\x00{text}".encode()).hexdigest()[:32]
 
 
-def _vectors(contexts, texts, embedder: Embedder, reusable, journal: VectorJournal, progress: bool,
+def _vectors(contexts, texts, embedder: Embedder, reusable, sinks: tuple[VectorJournal, ...], progress: bool,
              label: str) -> tuple[np.ndarray, int]:  # fmt: skip
     """Vectors for all texts, embedding only those whose key is not reusable (each distinct one once)."""
     from tqdm import tqdm
@@ -186,7 +191,8 @@ def _vectors(contexts, texts, embedder: Embedder, reusable, journal: VectorJourn
         for start in range(0, len(todo), _BATCH):
             batch = todo[start : start + _BATCH]
             vectors = embedder.encode_documents([texts[i] for i in batch], [contexts[i] for i in batch])
-            journal.append([keys[i] for i in batch], vectors)
+            for sink in sinks:  # the build's journal, and the machine's cache
+                sink.append([keys[i] for i in batch], vectors)
             found.update(zip((keys[i] for i in batch), vectors))
             bar.update(len(batch))
     rows = [found[k] if k in found else reusable[k] for k in keys]

@@ -4,11 +4,18 @@ embeds only what is still missing. A finished build clears it.
 
 One journal per model fingerprint, under <journal dir>/<hash>/ (the local store's: <index>/.journal/): `vectors.f32` (raw float32 rows)
 and `keys.txt` (one content key per row). Vectors are written before their keys, so every key in
-the file has its row; a half-written tail is ignored.
+the file has its row; a half-written tail is ignored. A lock file keeps two processes from writing
+at once.
+
+The same format, never cleared, is the machine's vector cache (<cache dir>/vectors/, build.py): every
+text embedded by any build, whatever its index folder or store, so that the same text with the same
+model and path is embedded once on a machine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
@@ -23,8 +30,22 @@ class VectorJournal:
         self.root = Path(root)
         self.folder = self.root / digest
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One writer or reader at a time: two builds appending at once would interleave rows and keys."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
     def load(self) -> dict[str, np.ndarray]:
         """Vectors of an unfinished build with the same model, by content key."""
+        if not self.folder.is_dir():
+            return {}
+        with self._locked():
+            return self._load()
+
+    def _load(self) -> dict[str, np.ndarray]:
         dim = self._dim()
         try:
             text = (self.folder / "keys.txt").read_text()
@@ -42,7 +63,10 @@ class VectorJournal:
         return dict(zip(keys, raw[: len(keys) * dim].reshape(-1, dim)))
 
     def append(self, keys: list[str], vectors: np.ndarray) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._append(keys, vectors)
+
+    def _append(self, keys: list[str], vectors: np.ndarray) -> None:
         (self.folder / "dim").write_text(str(vectors.shape[1]))
         with open(self.folder / "vectors.f32", "ab") as out:
             out.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())

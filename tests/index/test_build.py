@@ -207,6 +207,36 @@ def test_the_document_path_is_recorded_never_mixed_and_either_serves(cfg):
     assert build_index(cfg, FakeEmbedder(documents="fp32"), progress=False).up_to_date is True
 
 
+def test_the_machine_vector_cache_embeds_a_text_once_whatever_the_index_folder(cfg, tmp_path):
+    first = build_index(cfg, FakeEmbedder(), progress=False)
+    elsewhere = cfg.replace(index_dir=tmp_path / "another-index")
+    embedder = FakeEmbedder()
+    second = build_index(elsewhere, embedder, progress=False)  # a new folder: nothing of it to reuse
+    assert embedder.embedded == 0 and second.chunks == first.chunks and second.version != first.version
+    assert load_index(elsewhere).chunk_list == load_index(cfg).chunk_list
+    off = FakeEmbedder()
+    build_index(cfg.replace(index_dir=tmp_path / "third", vector_cache=False), off, progress=False)
+    assert off.embedded == first.embedded_chunks + first.embedded_sentences + first.embedded_headings
+
+
+def test_two_writers_of_one_cache_keep_every_key_with_its_row(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = VectorJournal(tmp_path / "vectors", {"model": "m"})
+
+    def write(writer: int):
+        for batch in range(20):
+            keys = [f"{writer}-{batch}-{i}" for i in range(16)]
+            rows = np.array([[writer, batch, i, 0.5] for i in range(16)], dtype=np.float32)
+            VectorJournal(tmp_path / "vectors", {"model": "m"}).append(keys, rows)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    loaded = cache.load()
+    assert len(loaded) == 4 * 20 * 16
+    assert all(list(v[:3]) == [float(x) for x in k.split("-")] for k, v in loaded.items())
+
+
 def test_other_format_version_raises_mismatch(cfg):
     build_index(cfg, FakeEmbedder(), progress=False)
     path = cfg.index_dir / LocalBackend(cfg.index_dir).current_version() / "manifest.json"
