@@ -60,8 +60,8 @@ class NoisyBackend:
     def __getattr__(self, name):  # everything but `open` is the inner backend's
         return getattr(self.inner, name)
 
-    def open(self) -> LocalStore | None:
-        store = self.inner.open()
+    def open(self, version: str | None = None) -> LocalStore | None:
+        store = self.inner.open(version)
         if store is None:
             return None
         rng = _rng(f"{self.seed}\x00{store.chunk_count}\x00{len(store.sentence_vectors)}")
