@@ -9,17 +9,36 @@ exceed a small share of its tokens, so the model spends its time on text, not on
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
 
-from rag.provision.onnx import ONNX_FILES, onnx_dir
+from rag.provision.onnx import ONNX_FILES, onnx_dir, onnx_ready
 from rag.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # ONNX Runtime 1.29+ sends telemetry on Linux too (a thread looks up mobile.events.data.microsoft.com):
 # this variable, read when its environment is created, is the full opt-out; disable_telemetry_events()
 # alone is not (tests/web/test_offline.py traces the app to prove it).
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+def onnx_usable(settings: Settings, backend: str, setting: str, what: str) -> bool:
+    """Whether `backend` (onnx, onnx-int8) can run here: onnxruntime installed and the model exported.
+    If not, the warning says what to do and that `what` ("questions", "documents") go through fp32; the
+    one rule for the question path (`setting` "query_backend") and the document path."""
+    try:
+        import onnxruntime  # noqa: F401 - imported after this module set the telemetry opt-out
+    except ImportError:
+        log.warning("%s=%s needs onnxruntime; %s are embedded in fp32.", setting, backend, what)
+        return False
+    if not onnx_ready(settings, backend):
+        log.warning("%s=%s needs a one-time export (rag model export-onnx); %s are embedded in fp32 meanwhile.",
+                    setting, backend, what)  # fmt: skip
+        return False
+    return True
+
 
 BATCH_TOKENS = 2048  # tokens per document batch (padding included): large enough to fill both cores
 PAD_SHARE = 0.1  # a batch is cut before padding would take more than this share of it

@@ -28,18 +28,16 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import logging
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-from rag.embedding.onnx_runtime import OnnxEncoder
+from rag.embedding.onnx_runtime import OnnxEncoder, onnx_usable
 from rag.errors import ConfigError
 from rag.provision.onnx import CHECK_QUESTION, ONNX_FILES, onnx_dir, onnx_ready
 from rag.settings import Settings
 
-log = logging.getLogger(__name__)
 
 QUERY_BACKENDS = ("fp32", "int8", "onnx", "onnx-int8")
 # A question is embedded from its first 128 tokens (~90 words; keyword search still reads all of it):
@@ -93,13 +91,8 @@ def query_encoder(settings: Settings, load_model: Callable[[], object]) -> tuple
     the ONNX backends never call it, so a query-only process need not load the PyTorch model."""
     backend = check_backend(getattr(settings, "query_backend", "fp32"))
     if backend.startswith("onnx"):
-        try:
-            if onnx_ready(settings, backend):
-                return OnnxEncoder(settings, backend, max_tokens=QUERY_MAX_TOKENS), backend
-            log.warning("query_backend=%s needs a one-time export (rag model export-onnx); "
-                        "questions are embedded in fp32 meanwhile.", backend)  # fmt: skip
-        except ImportError:
-            log.warning("query_backend=%s needs onnxruntime; questions are embedded in fp32.", backend)
+        if onnx_usable(settings, backend, "query_backend", "questions"):
+            return OnnxEncoder(settings, backend, max_tokens=QUERY_MAX_TOKENS), backend
         backend = "fp32"  # exactly the pre-export behaviour: no quantization delay at start
     if backend == "int8":
         return torch_query_encoder(quantize_int8(load_model())), backend

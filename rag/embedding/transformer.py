@@ -12,7 +12,6 @@ through sentence-transformers; `fingerprint()["documents"]` says which, so an in
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -22,7 +21,6 @@ import numpy as np
 from rag.errors import ConfigError, ModelError
 from rag.settings import Settings
 
-log = logging.getLogger(__name__)
 DOCUMENT_BACKENDS = ("fp32", "onnx", "onnx-int8")
 
 
@@ -156,20 +154,9 @@ def _document_backend(settings: Settings) -> str:
                           "(RAG_DOCUMENT_BACKEND).")
     if wanted == "fp32":
         return wanted
-    from rag.provision.onnx import onnx_ready
+    from rag.embedding.onnx_runtime import onnx_usable
 
-    import rag.embedding.onnx_runtime  # noqa: F401 - its telemetry opt-out comes before onnxruntime loads
-
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        log.warning("document_backend=%s needs onnxruntime; documents are embedded in fp32.", wanted)
-        return "fp32"
-    if not onnx_ready(settings, wanted):
-        log.warning("document_backend=%s needs a one-time export (rag model export-onnx); "
-                    "documents are embedded in fp32 meanwhile.", wanted)  # fmt: skip
-        return "fp32"
-    return wanted
+    return wanted if onnx_usable(settings, wanted, "document_backend", "documents") else "fp32"
 
 
 def _load(settings: Settings):
